@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value.trim()));
+const optionalUrl = optionalString.pipe(z.url().optional());
+
+/** `name:secret,name:secret`: the name is the client's user id, its address is `http:<name>`. */
+const apiKeys = z
+  .string()
+  .default('')
+  .transform((raw, ctx) => {
+    const clients = new Map<string, string>();
+    for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const colon = part.indexOf(':');
+      const name = part.slice(0, colon);
+      const secret = part.slice(colon + 1);
+      if (colon <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name) || secret.length < 8) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'each entry must be name:secret (name of letters, digits, _ . -; secret of at least 8 characters)',
+        });
+        return z.NEVER;
+      }
+      clients.set(name, secret);
+    }
+    return clients;
+  });
+
+const list = z
+  .string()
+  .default('')
+  .transform((raw) => raw.split(',').map((p) => p.trim()).filter(Boolean));
+
+/**
+ * Every environment variable Switchboard reads, with its default. README.md and .env.example list
+ * the same variables (a unit test keeps them in sync).
+ */
+export const ConfigSchema = z.object({
+  HTTP_HOST: z.string().default('127.0.0.1'),
+  HTTP_PORT: int(0, 65535).default(8080),
+  API_KEYS: apiKeys,
+  ADMIN_USERS: list,
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalUrl,
+  OPENAI_MODEL: z.string().default('gpt-4o-mini'),
+  SYSTEM_PROMPT: z.string().default('You are Switchboard, a helpful assistant. Answer concisely.'),
+  LLM_TIMEOUT_MS: int(1000, 600_000).default(60_000),
+  LLM_MAX_RETRIES: int(0, 10).default(2),
+  HISTORY_MAX_TURNS: int(1, 1000).default(20),
+  MESSAGE_MAX_CHARS: int(1, 1_000_000).default(16_000),
+  DATA_DIR: z.string().default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  AMQP_URL: optionalUrl,
+  REDIS_URL: optionalUrl,
+  AGENT_SHARDS: int(1, 256).default(8),
+  BUS_PREFETCH: int(1, 10_000).default(100),
+  BUS_DELIVERY_LIMIT: int(1, 1000).default(5),
+  CALLBACK_MAX_ATTEMPTS: int(1, 20).default(5),
+  TASK_TTL_DAYS: int(1, 3650).default(7),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+});
+
+export type RawConfig = z.infer<typeof ConfigSchema>;
+
+export interface Config {
+  readonly http: { readonly host: string; readonly port: number };
+  /** API client name → secret. */
+  readonly apiKeys: ReadonlyMap<string, string>;
+  readonly adminUsers: ReadonlySet<string>;
+  readonly llm: {
+    readonly apiKey: string | undefined;
+    readonly baseURL: string | undefined;
+    readonly model: string;
+    readonly systemPrompt: string;
+    readonly timeoutMs: number;
+    readonly maxRetries: number;
+  };
+  readonly limits: {
+    readonly historyMaxTurns: number;
+    readonly messageMaxChars: number;
+    readonly callbackMaxAttempts: number;
+    readonly taskTtlMs: number;
+  };
+  readonly dataDir: string;
+  readonly logLevel: RawConfig['LOG_LEVEL'];
+  readonly amqpUrl: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly bus: { readonly shards: number; readonly prefetch: number; readonly deliveryLimit: number };
+  readonly shutdownTimeoutMs: number;
+}
+
+/** Parses the environment; a bad value throws a ConfigError that names the variable. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const result = ConfigSchema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `${issue.path.join('.') || '(env)'}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const c = result.data;
+  return {
+    http: { host: c.HTTP_HOST, port: c.HTTP_PORT },
+    apiKeys: c.API_KEYS,
+    adminUsers: new Set(c.ADMIN_USERS),
+    llm: {
+      apiKey: c.OPENAI_API_KEY,
+      baseURL: c.OPENAI_BASE_URL,
+      model: c.OPENAI_MODEL,
+      systemPrompt: c.SYSTEM_PROMPT,
+      timeoutMs: c.LLM_TIMEOUT_MS,
+      maxRetries: c.LLM_MAX_RETRIES,
+    },
+    limits: {
+      historyMaxTurns: c.HISTORY_MAX_TURNS,
+      messageMaxChars: c.MESSAGE_MAX_CHARS,
+      callbackMaxAttempts: c.CALLBACK_MAX_ATTEMPTS,
+      taskTtlMs: c.TASK_TTL_DAYS * 86_400_000,
+    },
+    dataDir: c.DATA_DIR,
+    logLevel: c.LOG_LEVEL,
+    amqpUrl: c.AMQP_URL,
+    redisUrl: c.REDIS_URL,
+    bus: { shards: c.AGENT_SHARDS, prefetch: c.BUS_PREFETCH, deliveryLimit: c.BUS_DELIVERY_LIMIT },
+    shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+  };
+}

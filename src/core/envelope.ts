@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import { AddressSchema } from './address.ts';
+import { emittedId, newId } from './ids.ts';
+
+/**
+ * The one message format on the bus (the seed's "TaskHeader"). Versioned: a consumer that meets a
+ * version it does not know dead-letters the message instead of guessing.
+ */
+export const ENVELOPE_VERSION = 1;
+
+export const UserSchema = z.object({
+  /** Stable user id, platform-qualified: `http:ops`, `telegram:12345`. */
+  id: z.string().min(1).max(256),
+  name: z.string().max(256).optional(),
+});
+export type User = z.infer<typeof UserSchema>;
+
+export const AttachmentSchema = z.object({
+  kind: z.enum(['photo', 'document', 'audio', 'video', 'file']),
+  fileId: z.string().min(1),
+  mime: z.string().optional(),
+  size: z.number().int().nonnegative().optional(),
+  caption: z.string().optional(),
+});
+
+export const CommandSchema = z.object({
+  /** Lower-case command name without the slash: `help` for `/help`. */
+  name: z.string().regex(/^[a-z0-9_]{1,32}$/),
+  /** Everything after the command name, trimmed. */
+  args: z.string(),
+});
+export type Command = z.infer<typeof CommandSchema>;
+
+/** A person (or a source such as a feed) said something: the root of a chain. */
+export const MessageBodySchema = z.object({
+  kind: z.literal('message'),
+  text: z.string(),
+  attachments: z.array(AttachmentSchema).default([]),
+  command: CommandSchema.optional(),
+});
+
+/** What a chain tells a person. `status` set means the chain reached that state with this reply. */
+export const ReplyBodySchema = z.object({
+  kind: z.literal('reply'),
+  text: z.string(),
+  format: z.enum(['markdown', 'plain']).default('markdown'),
+  status: z.enum(['done', 'failed']).optional(),
+  /** Why the chain failed (for API clients and logs); the text is what the person reads. */
+  error: z.string().optional(),
+});
+
+/** A chain changed state without saying anything (a worker took it: show "typing"). */
+export const StatusBodySchema = z.object({
+  kind: z.literal('status'),
+  status: z.enum(['running']),
+});
+
+export const BodySchema = z.discriminatedUnion('kind', [MessageBodySchema, ReplyBodySchema, StatusBodySchema]);
+export type Body = z.infer<typeof BodySchema>;
+export type MessageBody = z.infer<typeof MessageBodySchema>;
+export type ReplyBody = z.infer<typeof ReplyBodySchema>;
+
+export const EnvelopeSchema = z.object({
+  v: z.literal(ENVELOPE_VERSION),
+  id: z.string().min(1),
+  chainId: z.string().min(1),
+  parentId: z.string().nullable(),
+  depth: z.number().int().nonnegative(),
+  /** The receiver's correlation reference (an API task id), carried by every envelope of the chain. */
+  ref: z.string().optional(),
+  at: z.iso.datetime(),
+  from: AddressSchema,
+  /** Who wrote it; null for anonymous sources such as feeds. */
+  user: UserSchema.nullable(),
+  /** Names a conversation within the `from` address; history is kept per (from, conversation). */
+  conversation: z.string().max(128).default(''),
+  chatType: z.enum(['private', 'group']).default('private'),
+  to: z.array(AddressSchema).min(1),
+  body: BodySchema,
+});
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+export type EnvelopeOf<K extends Body['kind']> = Envelope & { body: Extract<Body, { kind: K }> };
+
+/** The key of a conversation: history and ordering are per conversation. */
+export function conversationKey(envelope: Pick<Envelope, 'from' | 'conversation'>): string {
+  return envelope.conversation ? `${envelope.from}#${envelope.conversation}` : envelope.from;
+}
+
+export interface NewMessage {
+  readonly from: string;
+  readonly user: User | null;
+  readonly text: string;
+  readonly to?: readonly string[];
+  readonly conversation?: string;
+  readonly chatType?: 'private' | 'group';
+  readonly ref?: string;
+  readonly command?: Command;
+}
+
+/** The root envelope of a new chain. */
+export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
+  const id = newId();
+  return {
+    v: ENVELOPE_VERSION,
+    id,
+    chainId: id,
+    parentId: null,
+    depth: 0,
+    ref: input.ref,
+    at: new Date().toISOString(),
+    from: input.from,
+    user: input.user,
+    conversation: input.conversation ?? '',
+    chatType: input.chatType ?? 'private',
+    to: input.to && input.to.length > 0 ? [...input.to] : [input.from],
+    body: { kind: 'message', text: input.text, attachments: [], command: input.command },
+  };
+}
+
+/**
+ * The n-th envelope a node emits towards one address: same chain, deterministic id (see emittedId),
+ * so a redelivered node re-emits identical envelopes that senders recognise.
+ */
+export function emitted(node: Envelope, n: number, to: string, body: Body): Envelope {
+  return {
+    v: ENVELOPE_VERSION,
+    id: emittedId(node.id, n),
+    chainId: node.chainId,
+    parentId: node.id,
+    depth: node.depth,
+    ref: node.ref,
+    at: new Date().toISOString(),
+    from: node.from,
+    user: node.user,
+    conversation: node.conversation,
+    chatType: node.chatType,
+    to: [to],
+    body,
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Errors by where they came from. The bus decides ack / retry / dead-letter from the class alone
+ * (see src/bus/settle.ts), so throw the class that says what should happen next.
+ */
+export class SwitchboardError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A configuration variable is missing or has a bad value; start-up stops with this message. */
+export class ConfigError extends SwitchboardError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/**
+ * The message can never be processed, however often it is retried (it failed validation, it names
+ * something that does not exist). The bus dead-letters it with this error's message as the reason.
+ */
+export class PermanentError extends SwitchboardError {
+  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+    super(options?.code ?? 'PERMANENT', message, options);
+  }
+}
+
+/** A message off the bus or a request body did not match its schema. */
+export class ValidationError extends PermanentError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { ...options, code: 'VALIDATION' });
+  }
+}
+
+/**
+ * Something outside us failed in a way that may pass (a network error, a 5xx). The bus hands the
+ * message back for redelivery until its delivery limit.
+ */
+export class TransientError extends SwitchboardError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TRANSIENT', message, options);
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,34 @@
+/**
+ * Every error the HTTP API answers with: `{ error: { code, message, field? } }`. docs/api.md lists
+ * the same codes (a unit test keeps the two in sync).
+ */
+export const API_ERRORS = {
+  BAD_REQUEST: { status: 400, message: 'The request is malformed.' },
+  UNAUTHORIZED: { status: 401, message: 'Missing or wrong API key: send Authorization: Bearer <secret>.' },
+  FORBIDDEN_ADDRESS: { status: 403, message: 'Only admin clients may send to addresses other than their own.' },
+  TASK_NOT_FOUND: { status: 404, message: 'No such task.' },
+  NOT_FOUND: { status: 404, message: 'No such route.' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, message: 'This Idempotency-Key was used before with a different body.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  UNAVAILABLE: { status: 503, message: 'The message bus or the store is unavailable; retry with the same Idempotency-Key.' },
+  INTERNAL: { status: 500, message: 'Something went wrong on our side.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export class ApiError extends Error {
+  readonly code: ApiErrorCode;
+  readonly status: number;
+  readonly field: string | undefined;
+
+  constructor(code: ApiErrorCode, message?: string, field?: string) {
+    super(message ?? API_ERRORS[code].message);
+    this.code = code;
+    this.status = API_ERRORS[code].status;
+    this.field = field;
+  }
+
+  toBody(): { error: { code: ApiErrorCode; message: string; field?: string } } {
+    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) } };
+  }
+}

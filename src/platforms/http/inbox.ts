@@ -1,0 +1,37 @@
+import { z } from 'zod';
+import type { Store } from '../../store/store.ts';
+
+export const InboxMessageSchema = z.object({ id: z.string(), text: z.string(), at: z.string(), chainId: z.string() });
+export type InboxMessage = z.infer<typeof InboxMessageSchema>;
+
+const MAX_MESSAGES = 1000;
+
+/**
+ * Messages for an API client that belong to no task of its own (an admin delivered to it), read
+ * with GET /v1/messages. Keyed by envelope id, so a redelivery is kept once; the oldest go first
+ * past 1,000.
+ */
+export class Inbox {
+  constructor(
+    private readonly store: Store,
+    private readonly ttlMs: number,
+  ) {}
+
+  private key = (address: string): string => `inbox:${address}`;
+
+  async put(address: string, id: string, message: Omit<InboxMessage, 'id'>): Promise<void> {
+    const key = this.key(address);
+    if (!(await this.store.hsetnx(key, id, JSON.stringify({ id, ...message })))) return;
+    await this.store.expire(key, this.ttlMs);
+    const ids = Object.keys(await this.store.hgetall(key)).sort();
+    if (ids.length > MAX_MESSAGES) await this.store.hdel(key, ...ids.slice(0, ids.length - MAX_MESSAGES));
+  }
+
+  /** Oldest first. */
+  async list(address: string): Promise<InboxMessage[]> {
+    const raw = await this.store.hgetall(this.key(address));
+    return Object.keys(raw)
+      .sort()
+      .map((id) => InboxMessageSchema.parse(JSON.parse(raw[id] ?? 'null')));
+  }
+}

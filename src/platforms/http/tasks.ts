@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import type { Store } from '../../store/store.ts';
+import type { TaskStatus, TaskView } from './schemas.ts';
+
+export const TaskRecordSchema = z.object({
+  taskId: z.string(),
+  chainId: z.string(),
+  /** The API client that created it; only it can read it. */
+  owner: z.string(),
+  address: z.string(),
+  mode: z.enum(['agent', 'deliver']),
+  callbackUrl: z.string().optional(),
+  createdAt: z.string(),
+});
+export type TaskRecord = z.infer<typeof TaskRecordSchema>;
+
+export const TaskEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('reply'),
+    text: z.string(),
+    at: z.string(),
+    status: z.enum(['done', 'failed']).optional(),
+    error: z.string().optional(),
+  }),
+  z.object({ type: z.literal('status'), status: z.enum(['running']), at: z.string() }),
+]);
+export type TaskEvent = z.infer<typeof TaskEventSchema>;
+
+/** One event of a task with the id of the envelope it came from (ids sort in the order things happened). */
+export interface StoredEvent {
+  readonly id: string;
+  readonly event: TaskEvent;
+}
+
+/** What an event stream sends: a reply, or a change of status. */
+export type StreamItem =
+  | { readonly id: string; readonly type: 'reply'; readonly data: { text: string; at: string } }
+  | { readonly id: string; readonly type: 'status'; readonly data: { status: TaskStatus; error?: string } };
+
+const TERMINAL: ReadonlySet<TaskStatus> = new Set(['done', 'failed']);
+export const isTerminal = (status: TaskStatus): boolean => TERMINAL.has(status);
+
+/**
+ * API tasks in the store. A task's events live in a hash keyed by envelope id, so recording the
+ * same envelope twice (a redelivery) changes nothing, and its state is derived from the events in
+ * id order whatever order they were recorded in.
+ */
+export class TaskStore {
+  constructor(
+    private readonly store: Store,
+    private readonly ttlMs: number,
+  ) {}
+
+  private recordKey = (taskId: string): string => `task:${taskId}`;
+  private eventsKey = (taskId: string): string => `task:${taskId}:events`;
+  /** The store channel on which a task's changes are announced. */
+  channel = (taskId: string): string => `task:${taskId}`;
+
+  async create(record: TaskRecord): Promise<void> {
+    await this.store.set(this.recordKey(record.taskId), JSON.stringify(record), { ttlMs: this.ttlMs });
+  }
+
+  async delete(taskId: string): Promise<void> {
+    await this.store.del(this.recordKey(taskId), this.eventsKey(taskId));
+  }
+
+  async get(taskId: string): Promise<TaskRecord | null> {
+    const raw = await this.store.get(this.recordKey(taskId));
+    return raw === null ? null : TaskRecordSchema.parse(JSON.parse(raw));
+  }
+
+  /** Records an event once per envelope id; returns false when it was recorded before. */
+  async record(taskId: string, eventId: string, event: TaskEvent): Promise<boolean> {
+    const key = this.eventsKey(taskId);
+    const added = await this.store.hsetnx(key, eventId, JSON.stringify(event));
+    if (added) {
+      await this.store.expire(key, this.ttlMs);
+      await this.store.notify(this.channel(taskId), eventId);
+    }
+    return added;
+  }
+
+  async events(taskId: string): Promise<StoredEvent[]> {
+    const raw = await this.store.hgetall(this.eventsKey(taskId));
+    return Object.keys(raw)
+      .sort()
+      .map((id) => ({ id, event: TaskEventSchema.parse(JSON.parse(raw[id] ?? 'null')) }));
+  }
+}
+
+/** The stream of a task: each reply, and each change of status, in order. */
+export function streamItems(events: readonly StoredEvent[]): StreamItem[] {
+  const items: StreamItem[] = [];
+  let status: TaskStatus = 'queued';
+  for (const { id, event } of events) {
+    if (event.type === 'reply') items.push({ id, type: 'reply', data: { text: event.text, at: event.at } });
+    const next = event.status;
+    if (next !== undefined && next !== status) {
+      status = next;
+      const error = event.type === 'reply' ? event.error : undefined;
+      items.push({ id: `${id}.s`, type: 'status', data: { status, ...(error ? { error } : {}) } });
+    }
+  }
+  return items;
+}
+
+export function taskView(record: TaskRecord, events: readonly StoredEvent[]): TaskView {
+  let status: TaskStatus = 'queued';
+  let error: string | undefined;
+  const replies: { text: string; at: string }[] = [];
+  let updatedAt = record.createdAt;
+  for (const item of streamItems(events)) {
+    if (item.type === 'reply') {
+      replies.push(item.data);
+      updatedAt = item.data.at;
+    } else {
+      status = item.data.status;
+      error = item.data.error;
+    }
+  }
+  for (const { event } of events) if (event.at > updatedAt) updatedAt = event.at;
+  return {
+    taskId: record.taskId,
+    chainId: record.chainId,
+    status,
+    replies,
+    ...(error ? { error } : {}),
+    createdAt: record.createdAt,
+    updatedAt,
+  };
+}

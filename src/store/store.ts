@@ -1,0 +1,61 @@
+/**
+ * The Store port: the small part of Redis that Switchboard uses. Values are strings (callers keep
+ * JSON in them and parse it with zod). The memory adapter (embedded default, snapshot to disk) and
+ * the Redis adapter both implement it; every operation is atomic on its own.
+ *
+ * @example
+ * const first = await store.set(`idem:${client}:${key}`, taskId, { ttlMs: 86_400_000, ifAbsent: true });
+ * const form = await store.take(`stash:${formId}`); // at most one caller ever gets it
+ */
+
+export interface SetOptions {
+  /** Expire the key after this many milliseconds. */
+  readonly ttlMs?: number;
+  /** Only set when the key does not exist (Redis NX). */
+  readonly ifAbsent?: boolean;
+}
+
+export interface Store {
+  get(key: string): Promise<string | null>;
+  /** Returns false when `ifAbsent` was given and the key existed (nothing was written). */
+  set(key: string, value: string, options?: SetOptions): Promise<boolean>;
+  /** Atomic get-and-delete: of any number of concurrent callers, at most one gets the value. */
+  take(key: string): Promise<string | null>;
+  /** Deletes keys of any type; returns how many existed. */
+  del(...keys: string[]): Promise<number>;
+  /** Sets a time to live on an existing key; false when the key does not exist. */
+  expire(key: string, ttlMs: number): Promise<boolean>;
+  /** Adds `by` to an integer counter (missing = 0). `ttlMs` is applied only when the counter is created. */
+  incr(key: string, by?: number, options?: { readonly ttlMs?: number }): Promise<number>;
+
+  hset(key: string, fields: Readonly<Record<string, string>>): Promise<void>;
+  /** Sets one field only if it is absent; true when it was written. */
+  hsetnx(key: string, field: string, value: string): Promise<boolean>;
+  hget(key: string, field: string): Promise<string | null>;
+  hgetall(key: string): Promise<Record<string, string>>;
+  hdel(key: string, ...fields: string[]): Promise<number>;
+  hincr(key: string, field: string, by?: number): Promise<number>;
+
+  /** Returns how many members were new. */
+  sadd(key: string, ...members: string[]): Promise<number>;
+  srem(key: string, ...members: string[]): Promise<number>;
+  smembers(key: string): Promise<string[]>;
+  sismember(key: string, member: string): Promise<boolean>;
+
+  /** Appends to a list; returns its new length. */
+  rpush(key: string, ...values: string[]): Promise<number>;
+  /** Inclusive range with Redis semantics (negative indexes count from the end). */
+  lrange(key: string, start: number, stop: number): Promise<string[]>;
+  /** Keeps only the inclusive range (Redis semantics). */
+  ltrim(key: string, start: number, stop: number): Promise<void>;
+
+  /** Publishes a notice to listeners of a channel, in every process that shares the store. */
+  notify(channel: string, message: string): Promise<void>;
+  /** Listens to a channel; returns a function that stops listening. */
+  listen(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  /** Flush what is pending and release connections or files. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,114 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { startApp, type RunningApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/core/config.ts';
+import { createLogger } from '../../src/core/logger.ts';
+import { ROLE_NAMES } from '../../src/roles.ts';
+
+export const CLIENTS = {
+  alice: 'alice-secret-123',
+  bob: 'bob-secret-456',
+  ops: 'ops-secret-789',
+} as const;
+export type ClientName = keyof typeof CLIENTS;
+
+export interface Harness {
+  readonly url: string;
+  readonly app: RunningApp;
+  readonly dataDir: string;
+  /** Every log line the app wrote, as text. */
+  readonly logs: string[];
+  request(client: ClientName | null, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** POSTs a task and waits until it is done or failed; returns its final view. */
+  run(client: ClientName, body: Record<string, unknown>): Promise<TaskViewJson>;
+  waitForTask(client: ClientName, taskId: string, timeoutMs?: number): Promise<TaskViewJson>;
+  stop(): Promise<void>;
+  /** Stops and starts again on the same data directory. */
+  restart(): Promise<Harness>;
+}
+
+export interface TaskViewJson {
+  taskId: string;
+  chainId: string;
+  status: string;
+  replies: { text: string; at: string }[];
+  error?: string;
+}
+
+export interface HarnessOptions {
+  readonly env?: Record<string, string>;
+  readonly dataDir?: string;
+}
+
+/** Starts every role in one process on a fresh data directory, with API clients alice, bob and ops (admin). */
+export async function startSwitchboard(options: HarnessOptions = {}): Promise<Harness> {
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'switchboard-test-')));
+  const env: Record<string, string> = {
+    HTTP_PORT: '0',
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'debug',
+    API_KEYS: Object.entries(CLIENTS).map(([name, secret]) => `${name}:${secret}`).join(','),
+    ADMIN_USERS: 'http:ops',
+    LLM_MAX_RETRIES: '0',
+    SHUTDOWN_TIMEOUT_MS: '2000',
+    ...options.env,
+  };
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const config = loadConfig(env);
+  const app = await startApp({ config, roles: [...ROLE_NAMES], logger: createLogger(config.logLevel, sink), callbackMinDelayMs: 20 });
+  const url = app.url ?? '';
+
+  const request: Harness['request'] = (client, method, route, body, headers = {}) =>
+    fetch(`${url}${route}`, {
+      method,
+      headers: {
+        ...(client ? { authorization: `Bearer ${CLIENTS[client]}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+
+  const waitForTask: Harness['waitForTask'] = async (client, taskId, timeoutMs = 10_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const response = await request(client, 'GET', `/v1/tasks/${taskId}`);
+      const view = (await response.json()) as TaskViewJson;
+      if (view.status === 'done' || view.status === 'failed') return view;
+      if (Date.now() > deadline) throw new Error(`task ${taskId} still ${view.status} after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  const harness: Harness = {
+    url,
+    app,
+    dataDir,
+    logs,
+    request,
+    waitForTask,
+    async run(client, body) {
+      const response = await request(client, 'POST', '/v1/tasks', body);
+      if (response.status !== 202) throw new Error(`POST /v1/tasks answered ${response.status}: ${await response.text()}`);
+      const { taskId } = (await response.json()) as { taskId: string };
+      return waitForTask(client, taskId);
+    },
+    async stop() {
+      await app.stop();
+      if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+    async restart() {
+      await app.stop();
+      return startSwitchboard({ ...options, dataDir });
+    },
+  };
+  return harness;
+}

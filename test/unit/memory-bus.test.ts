@@ -1,0 +1,494 @@
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEAD_LETTER_QUEUE, DeadLetterHeaders, type BusMessage, type Subscription } from '../../src/bus/bus.ts';
+import { MemoryBus, type MemoryBusOptions } from '../../src/bus/memory-bus.ts';
+import { PermanentError, ValidationError } from '../../src/core/errors.ts';
+import { createLogger, silentLogger } from '../../src/core/logger.ts';
+
+const EX = 'switchboard.inbound';
+
+async function openBus(options: Partial<MemoryBusOptions> = {}): Promise<MemoryBus> {
+  return MemoryBus.open({ logger: silentLogger(), ...options });
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for condition');
+    await sleep(5);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Deferred {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const text = (msg: BusMessage): string => msg.body.toString('utf8');
+
+/** Collects what arrives on a queue, acking each message. */
+async function collect(bus: MemoryBus, queue: string): Promise<{ messages: BusMessage[]; sub: Subscription }> {
+  const messages: BusMessage[] = [];
+  const sub = await bus.consume(queue, async (msg) => void messages.push(msg), { prefetch: 100 });
+  return { messages, sub };
+}
+
+describe('MemoryBus routing', () => {
+  it('routes by topic pattern: * is one word, # is zero or more; one copy per queue; unroutable dropped', async () => {
+    const bus = await openBus();
+    await bus.declare({
+      exchanges: [EX],
+      queues: [
+        { name: 'star', bindings: [{ exchange: EX, pattern: 'agent.*.message' }] },
+        { name: 'hash', bindings: [{ exchange: EX, pattern: 'agent.#' }] },
+        { name: 'telegram', bindings: [{ exchange: EX, pattern: 'out.telegram.#' }] },
+        {
+          name: 'both',
+          bindings: [
+            { exchange: EX, pattern: 'agent.#' },
+            { exchange: EX, pattern: 'agent.*.message' },
+          ],
+        },
+      ],
+    });
+    const star = await collect(bus, 'star');
+    const hash = await collect(bus, 'hash');
+    const telegram = await collect(bus, 'telegram');
+    const both = await collect(bus, 'both');
+
+    for (const key of ['agent.7.message', 'agent.7.message.extra', 'agent', 'out.telegram', 'out.telegram.42.chunk', 'nobody.listens']) {
+      await bus.publish(EX, key, Buffer.from(key));
+    }
+    await waitFor(() => hash.messages.length === 3 && telegram.messages.length === 2 && both.messages.length === 3);
+    await sleep(20);
+
+    const keys = (c: { messages: BusMessage[] }): string[] => c.messages.map((m) => m.routingKey);
+    expect(keys(star)).toEqual(['agent.7.message']);
+    expect(keys(hash)).toEqual(['agent.7.message', 'agent.7.message.extra', 'agent']);
+    expect(keys(telegram)).toEqual(['out.telegram', 'out.telegram.42.chunk']);
+    expect(keys(both)).toEqual(['agent.7.message', 'agent.7.message.extra', 'agent']);
+    expect(star.messages[0]).toMatchObject({ exchange: EX, redelivered: false, deliveryCount: 1 });
+    expect(text(star.messages[0] as BusMessage)).toBe('agent.7.message');
+    await bus.close();
+  });
+
+  it('rejects a publish to an undeclared exchange and keeps messageId and headers', async () => {
+    const bus = await openBus();
+    await expect(bus.publish('nope', 'a', Buffer.from('x'))).rejects.toThrow(/undeclared exchange/);
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    const { messages } = await collect(bus, 'q');
+    await bus.publish(EX, 'a', Buffer.from('1'), { messageId: 'm-1', headers: { tenant: 't', n: 3 } });
+    await bus.publish(EX, 'a', Buffer.from('2'));
+    await waitFor(() => messages.length === 2);
+    expect(messages[0]).toMatchObject({ messageId: 'm-1', headers: { tenant: 't', n: 3 } });
+    expect(messages[1]?.messageId).toMatch(/^[0-9a-f-]{36}$/);
+    await bus.close();
+  });
+
+  it('never calls a handler synchronously inside publish', async () => {
+    const bus = await openBus();
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    let calls = 0;
+    await bus.consume('q', async () => void calls++, { prefetch: 1 });
+    const published = bus.publish(EX, 'a', Buffer.from('x'));
+    expect(calls).toBe(0);
+    await published;
+    await waitFor(() => calls === 1);
+    await bus.close();
+  });
+});
+
+describe('MemoryBus consumers', () => {
+  it('keeps at most prefetch messages in flight and delivers in FIFO order', async () => {
+    const bus = await openBus();
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    for (let i = 0; i < 20; i++) await bus.publish(EX, 'k', Buffer.from(String(i)));
+    const order: string[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    await bus.consume(
+      'q',
+      async (msg) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        order.push(text(msg));
+        await sleep(2);
+        inFlight--;
+      },
+      { prefetch: 3 },
+    );
+    await waitFor(() => order.length === 20 && inFlight === 0);
+    expect(maxInFlight).toBe(3);
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    await bus.close();
+  });
+
+  it('shares a queue round-robin between consumers', async () => {
+    const bus = await openBus();
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    const a = await collect(bus, 'q');
+    const b = await collect(bus, 'q');
+    for (let i = 0; i < 6; i++) await bus.publish(EX, 'k', Buffer.from(String(i)));
+    await waitFor(() => a.messages.length + b.messages.length === 6);
+    expect(a.messages.map(text)).toEqual(['0', '2', '4']);
+    expect(b.messages.map(text)).toEqual(['1', '3', '5']);
+    await bus.close();
+  });
+
+  it('redelivers what an aborted consumer held, and ignores its late outcome', async () => {
+    const bus = await openBus();
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    await bus.publish(EX, 'k', Buffer.from('m1'));
+    await bus.publish(EX, 'k', Buffer.from('m2'));
+
+    const aHeld: Deferred[] = [];
+    const subA = await bus.consume(
+      'q',
+      () => {
+        const d = deferred();
+        aHeld.push(d);
+        return d.promise;
+      },
+      { prefetch: 10 },
+    );
+    await waitFor(() => aHeld.length === 2);
+    await subA.abort();
+
+    const bGot: BusMessage[] = [];
+    const bHeld: Deferred[] = [];
+    await bus.consume(
+      'q',
+      (msg) => {
+        bGot.push(msg);
+        const d = deferred();
+        bHeld.push(d);
+        return d.promise;
+      },
+      { prefetch: 10 },
+    );
+    await waitFor(() => bGot.length === 2);
+    expect(bGot.map(text)).toEqual(['m1', 'm2']);
+    expect(bGot.map((m) => [m.redelivered, m.deliveryCount])).toEqual([
+      [true, 2],
+      [true, 2],
+    ]);
+
+    // A's handlers finish late: one "acks", one fails. Neither may touch what B now holds.
+    aHeld[0]?.resolve();
+    aHeld[1]?.reject(new Error('late failure'));
+    await sleep(20);
+    expect(bGot).toHaveLength(2);
+
+    // B fails m1 (so it must still be unacked, not acked by A) and acks m2.
+    bHeld[0]?.reject(new Error('try again'));
+    bHeld[1]?.resolve();
+    await waitFor(() => bGot.length === 3);
+    expect(text(bGot[2] as BusMessage)).toBe('m1');
+    expect(bGot[2]?.deliveryCount).toBe(3);
+    bHeld[2]?.resolve();
+    await sleep(20);
+    expect(bGot).toHaveLength(3);
+    await bus.close();
+  });
+
+  it('gives the single active consumer everything; the next one takes over after cancel', async () => {
+    const bus = await openBus();
+    await bus.declare({
+      exchanges: [EX],
+      queues: [{ name: 'q', singleActiveConsumer: true, bindings: [{ exchange: EX, pattern: '#' }] }],
+    });
+    const a = await collect(bus, 'q');
+    const b = await collect(bus, 'q');
+    for (let i = 0; i < 5; i++) await bus.publish(EX, 'k', Buffer.from(String(i)));
+    await waitFor(() => a.messages.length === 5);
+    await sleep(10);
+    expect(b.messages).toHaveLength(0);
+
+    await a.sub.cancel();
+    for (let i = 5; i < 8; i++) await bus.publish(EX, 'k', Buffer.from(String(i)));
+    await waitFor(() => b.messages.length === 3);
+    expect(b.messages.map(text)).toEqual(['5', '6', '7']);
+    expect(a.messages).toHaveLength(5);
+    await bus.close();
+  });
+
+  it('hands what an aborted single active consumer held to the next one, redelivered', async () => {
+    const bus = await openBus();
+    await bus.declare({
+      exchanges: [EX],
+      queues: [{ name: 'q', singleActiveConsumer: true, bindings: [{ exchange: EX, pattern: '#' }] }],
+    });
+    let aCount = 0;
+    const subA = await bus.consume('q', () => (aCount++, new Promise<void>(() => undefined)), { prefetch: 2 });
+    const b = await collect(bus, 'q');
+    for (let i = 0; i < 3; i++) await bus.publish(EX, 'k', Buffer.from(String(i)));
+    await waitFor(() => aCount === 2);
+    await sleep(10);
+    expect(b.messages).toHaveLength(0);
+    await subA.abort();
+    await waitFor(() => b.messages.length === 3);
+    expect(b.messages.map((m) => [text(m), m.redelivered])).toEqual([
+      ['0', true],
+      ['1', true],
+      ['2', false],
+    ]);
+    await bus.close();
+  });
+
+  it('cancel waits for in-flight handlers and stops new deliveries to that consumer', async () => {
+    const bus = await openBus();
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    const held = deferred();
+    let received = 0;
+    const sub = await bus.consume('q', () => (received++, held.promise), { prefetch: 5 });
+    await bus.publish(EX, 'k', Buffer.from('first'));
+    await waitFor(() => received === 1);
+
+    let cancelled = false;
+    const cancelling = sub.cancel().then(() => (cancelled = true));
+    await bus.publish(EX, 'k', Buffer.from('second'));
+    await sleep(20);
+    expect(cancelled).toBe(false);
+    expect(received).toBe(1);
+
+    held.resolve();
+    await cancelling;
+    expect(cancelled).toBe(true);
+    const next = await collect(bus, 'q');
+    await waitFor(() => next.messages.length === 1);
+    await sleep(10);
+    // 'first' was acked by the cancelled consumer; only 'second' is left.
+    expect(next.messages.map(text)).toEqual(['second']);
+    await bus.close();
+  });
+});
+
+describe('MemoryBus failures and dead letters', () => {
+  async function withDeadLetters(deliveryLimit?: number) {
+    const bus = await openBus();
+    await bus.declare({
+      exchanges: [EX],
+      queues: [{ name: 'work', deliveryLimit, bindings: [{ exchange: EX, pattern: 'agent.#' }] }],
+    });
+    const dead = await collect(bus, DEAD_LETTER_QUEUE);
+    return { bus, dead: dead.messages };
+  }
+
+  it('requeues after a plain Error and succeeds on a later try', async () => {
+    const { bus, dead } = await withDeadLetters();
+    const attempts: BusMessage[] = [];
+    await bus.consume(
+      'work',
+      async (msg) => {
+        attempts.push(msg);
+        if (attempts.length === 1) throw new Error('flaky');
+      },
+      { prefetch: 1 },
+    );
+    await bus.publish(EX, 'agent.1', Buffer.from('x'));
+    await waitFor(() => attempts.length === 2);
+    await sleep(20);
+    expect(attempts.map((m) => [m.redelivered, m.deliveryCount])).toEqual([
+      [false, 1],
+      [true, 2],
+    ]);
+    expect(dead).toHaveLength(0);
+    await bus.close();
+  });
+
+  it('puts requeued messages back at the head of the queue in their original order', async () => {
+    const { bus } = await withDeadLetters();
+    for (let i = 0; i < 4; i++) await bus.publish(EX, 'agent.1', Buffer.from(String(i)));
+    const order: string[] = [];
+    await bus.consume(
+      'work',
+      async (msg) => {
+        order.push(text(msg));
+        if (msg.deliveryCount === 1 && (text(msg) === '0' || text(msg) === '1')) throw new Error('not yet');
+      },
+      { prefetch: 2 },
+    );
+    await waitFor(() => order.length === 6);
+    expect(order).toEqual(['0', '1', '0', '1', '2', '3']);
+    await bus.close();
+  });
+
+  it('dead-letters after the delivery limit with the last error in the reason', async () => {
+    const { bus, dead } = await withDeadLetters(3);
+    let attempts = 0;
+    await bus.consume(
+      'work',
+      async () => {
+        attempts++;
+        throw new Error(`boom ${attempts}`);
+      },
+      { prefetch: 1 },
+    );
+    await bus.publish(EX, 'agent.7.message', Buffer.from('payload'), { messageId: 'm-9', headers: { tenant: 't1' } });
+    await waitFor(() => dead.length === 1);
+    await sleep(20);
+    expect(attempts).toBe(3);
+    const letter = dead[0] as BusMessage;
+    expect(letter.messageId).toBe('m-9');
+    expect(letter.routingKey).toBe('agent.7.message');
+    expect(text(letter)).toBe('payload');
+    expect(letter.headers).toMatchObject({
+      tenant: 't1',
+      [DeadLetterHeaders.exchange]: EX,
+      [DeadLetterHeaders.routingKey]: 'agent.7.message',
+      [DeadLetterHeaders.queue]: 'work',
+    });
+    expect(String(letter.headers[DeadLetterHeaders.reason])).toMatch(/delivery limit 3.*boom 3/);
+    expect(Number.isNaN(Date.parse(String(letter.headers[DeadLetterHeaders.deadAt])))).toBe(false);
+    await bus.close();
+  });
+
+  it.each([
+    ['ValidationError', new ValidationError('field "to" is required')],
+    ['PermanentError', new PermanentError('no such plugin')],
+  ])('dead-letters a %s at once with its message as the reason', async (_name, error) => {
+    const { bus, dead } = await withDeadLetters();
+    let attempts = 0;
+    await bus.consume(
+      'work',
+      async () => {
+        attempts++;
+        throw error;
+      },
+      { prefetch: 1 },
+    );
+    await bus.publish(EX, 'agent.3.http', Buffer.from('{}'));
+    await waitFor(() => dead.length === 1);
+    await sleep(20);
+    expect(attempts).toBe(1);
+    expect(dead[0]?.headers[DeadLetterHeaders.reason]).toBe(error.message);
+    expect(dead[0]?.headers[DeadLetterHeaders.routingKey]).toBe('agent.3.http');
+    await bus.close();
+  });
+});
+
+describe('MemoryBus lifecycle and snapshot', () => {
+  it('close aborts handlers that outlive closeTimeoutMs; afterwards the bus refuses work', async () => {
+    const bus = await openBus({ closeTimeoutMs: 30 });
+    await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+    let received = 0;
+    await bus.consume('q', () => (received++, new Promise<void>(() => undefined)), { prefetch: 1 });
+    await bus.publish(EX, 'k', Buffer.from('x'));
+    await waitFor(() => received === 1);
+    await bus.ping();
+    await bus.close();
+    await expect(bus.ping()).rejects.toThrow(/closed/);
+    await expect(bus.publish(EX, 'k', Buffer.from('y'))).rejects.toThrow(/closed/);
+    await expect(bus.consume('q', async () => undefined, { prefetch: 1 })).rejects.toThrow(/closed/);
+  });
+
+  it('restores ready and unacked messages after close and reopen', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const snapshotFile = join(dir, 'nested', 'bus.json');
+    const topology = { exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] };
+
+    const first = await openBus({ snapshotFile, closeTimeoutMs: 30 });
+    await first.declare(topology);
+    for (const id of ['m1', 'm2', 'm3', 'm4']) {
+      await first.publish(EX, `k.${id}`, Buffer.from(`body ${id}`), { messageId: id, headers: { h: id } });
+    }
+    const seen: string[] = [];
+    await first.consume(
+      'q',
+      (msg) => {
+        seen.push(msg.messageId);
+        // m1 is acked; m2 is held forever (never acked).
+        return msg.messageId === 'm1' ? Promise.resolve() : new Promise<void>(() => undefined);
+      },
+      { prefetch: 1 },
+    );
+    await waitFor(() => seen.length === 2);
+    await first.close();
+
+    // A run that never declares the queue must keep its messages for a later run.
+    const second = await openBus({ snapshotFile });
+    await second.close();
+
+    const third = await openBus({ snapshotFile });
+    await third.declare(topology);
+    const { messages } = await collect(third, 'q');
+    await waitFor(() => messages.length === 3);
+    await sleep(20);
+    expect(messages.map((m) => [m.messageId, m.redelivered, m.deliveryCount])).toEqual([
+      ['m2', true, 2],
+      ['m3', false, 1],
+      ['m4', false, 1],
+    ]);
+    expect(messages[0]).toMatchObject({ routingKey: 'k.m2', exchange: EX, headers: { h: 'm2' } });
+    expect(text(messages[0] as BusMessage)).toBe('body m2');
+    await third.close();
+  });
+
+  it('writes a snapshot shortly after changes, so a crash loses little', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const snapshotFile = join(dir, 'bus.json');
+    const topology = { exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] };
+
+    const crashed = await openBus({ snapshotFile, closeTimeoutMs: 10 });
+    await crashed.declare(topology);
+    await crashed.publish(EX, 'k', Buffer.from('a'), { messageId: 'a' });
+    await crashed.publish(EX, 'k', Buffer.from('b'), { messageId: 'b' });
+    let held = 0;
+    await crashed.consume('q', () => (held++, new Promise<void>(() => undefined)), { prefetch: 1 });
+    await waitFor(() => held === 1);
+    // Poll the file: the debounced write (about 200 ms) must record 'a' as unacked.
+    let saved = '';
+    await waitFor(() => {
+      void readFile(snapshotFile, 'utf8').then((t) => (saved = t), () => undefined);
+      return saved.includes('"unacked":[{"messageId":"a"');
+    });
+
+    // The first bus is never closed: the next one starts from what the debounced write left.
+    const restarted = await openBus({ snapshotFile });
+    await restarted.declare(topology);
+    const { messages } = await collect(restarted, 'q');
+    await waitFor(() => messages.length === 2);
+    expect(messages.map((m) => [m.messageId, m.redelivered])).toEqual([
+      ['b', false],
+      ['a', true],
+    ]);
+    await restarted.close();
+    await crashed.close();
+  });
+
+  it('moves a corrupt snapshot aside, logs it, and starts empty', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const snapshotFile = join(dir, 'bus.json');
+    for (const content of ['{ not json', JSON.stringify({ version: 1, queues: { q: 'wrong' } })]) {
+      await writeFile(snapshotFile, content);
+      const lines: string[] = [];
+      const logger = createLogger('error', { write: (line: string) => void lines.push(line) });
+      const bus = await MemoryBus.open({ logger, snapshotFile });
+      expect(lines.some((l) => l.includes('corrupt'))).toBe(true);
+      await bus.declare({ exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] });
+      const { messages } = await collect(bus, 'q');
+      await bus.publish(EX, 'k', Buffer.from('fresh'));
+      await waitFor(() => messages.length === 1);
+      await bus.close();
+      expect(JSON.parse(await readFile(snapshotFile, 'utf8'))).toMatchObject({ version: 1 });
+    }
+    const aside = (await readdir(dir)).filter((f) => f.startsWith('bus.json.corrupt-'));
+    expect(aside).toHaveLength(2);
+  });
+});
