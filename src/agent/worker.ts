@@ -47,16 +47,14 @@ export class AgentWorker {
 
   /** Stop taking messages and finish what is in flight. */
   async stop(): Promise<void> {
-    const subscriptions = this.subscriptions;
+    await Promise.all(this.subscriptions.map((s) => s.cancel()));
     this.subscriptions = [];
-    await Promise.all(subscriptions.map((s) => s.cancel()));
   }
 
-  /** Abandon what is in flight (it is redelivered): for shutdowns that ran out of time. */
+  /** Abandon what is in flight (it is redelivered): for shutdowns that ran out of time. Works during stop(). */
   async abort(): Promise<void> {
-    const subscriptions = this.subscriptions;
+    await Promise.all(this.subscriptions.map((s) => s.abort()));
     this.subscriptions = [];
-    await Promise.all(subscriptions.map((s) => s.abort()));
   }
 
   get chainsInFlight(): number {

@@ -39,7 +39,7 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
     // pino's Logger is a FastifyBaseLogger; the cast keeps FastifyInstance's default generics.
     loggerInstance: services.logger.child({ role: 'api' }) as FastifyBaseLogger,
     bodyLimit: Math.max(1_048_576, services.config.messageMaxChars * 8),
-    disableRequestLogging: false,
+    
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -42,7 +42,6 @@ export class HttpSender {
 
   async stop(): Promise<void> {
     await this.subscription?.cancel();
-    this.subscription = undefined;
   }
 
   async abort(): Promise<void> {
