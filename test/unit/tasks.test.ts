@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { streamItems, taskView, type StoredEvent, type TaskRecord } from '../../src/platforms/http/tasks.ts';
+
+const record: TaskRecord = { taskId: 't1', chainId: 'c1', owner: 'alice', address: 'http:alice', mode: 'agent', createdAt: '2026-01-01T00:00:00.000Z' };
+const events: StoredEvent[] = [
+  { id: 'n1.000', event: { type: 'status', status: 'running', at: '2026-01-01T00:00:01.000Z' } },
+  { id: 'n1.001', event: { type: 'reply', text: 'hello', at: '2026-01-01T00:00:02.000Z', status: 'done' } },
+];
+
+describe('task state', () => {
+  it('is queued before anything happened', () => {
+    expect(taskView(record, [])).toMatchObject({ status: 'queued', replies: [] });
+  });
+
+  it('follows the events in id order, whatever order they were recorded in', () => {
+    const view = taskView(record, events);
+    expect(view).toMatchObject({ status: 'done', replies: [{ text: 'hello' }], updatedAt: '2026-01-01T00:00:02.000Z' });
+    expect(streamItems(events).map((i) => `${i.type}:${'status' in i.data ? i.data.status : i.data.text}`)).toEqual([
+      'status:running',
+      'reply:hello',
+      'status:done',
+    ]);
+  });
+
+  it('reports the error of a failed chain', () => {
+    const failed: StoredEvent[] = [{ id: 'n1.001', event: { type: 'reply', text: 'sorry', at: 'x', status: 'failed', error: 'LLM_TIMEOUT' } }];
+    expect(taskView(record, failed)).toMatchObject({ status: 'failed', error: 'LLM_TIMEOUT' });
+  });
+});
