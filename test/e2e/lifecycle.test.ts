@@ -4,6 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEAD_LETTER_QUEUE, DeadLetterHeaders, type BusMessage } from '../../src/bus/bus.ts';
+import { INBOUND_EXCHANGE, inboundRoutingKey } from '../../src/bus/topology.ts';
 import { signBody } from '../../src/platforms/http/callback.ts';
 import { FakeOpenAi, readBody } from '../fakes/fake-openai.ts';
 import { CLIENTS, startSwitchboard, type Harness } from '../helpers/switchboard.ts';
@@ -122,5 +124,25 @@ describe('restart', () => {
     const view = await second.waitForTask('alice', taskId);
     expect(view.status).toBe('done');
     expect(view.replies.map((r) => r.text)).toEqual(['answered after restart']);
+  });
+});
+
+describe('bad input on the bus', () => {
+  it('dead-letters a malformed message with its zod error, and the next valid one is answered', async () => {
+    const { sb } = await withLlm({ AGENT_SHARDS: '1' });
+    cleanups.push(() => sb.stop());
+    const dead: BusMessage[] = [];
+    const sub = await sb.app.bus.consume(DEAD_LETTER_QUEUE, async (msg) => void dead.push(msg), { prefetch: 10 });
+    cleanups.push(() => sub.cancel());
+
+    await sb.app.bus.publish(INBOUND_EXCHANGE, inboundRoutingKey(0, 'http'), Buffer.from(JSON.stringify({ v: 1, id: 'x', text: 'no' })));
+    const view = await sb.run('alice', { text: 'still here?' });
+    expect(view.replies[0]?.text).toBe('echo: still here?');
+
+    await expect.poll(() => dead.length).toBe(1);
+    const reason = String(dead[0]?.headers[DeadLetterHeaders.reason]);
+    expect(reason).toMatch(/^malformed envelope: /);
+    expect(reason).toContain('chainId');
+    expect(dead[0]?.headers[DeadLetterHeaders.routingKey]).toBe(inboundRoutingKey(0, 'http'));
   });
 });
