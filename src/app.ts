@@ -1,5 +1,5 @@
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { adapterMode, openAdapters } from './adapters.ts';
 import { builtinCommands } from './agent/commands/index.ts';
 import { CommandRegistry } from './agent/command-registry.ts';
 import { ConversationHistory } from './agent/history.ts';
@@ -7,17 +7,19 @@ import type { LlmClient } from './agent/llm.ts';
 import { OpenAiLlm } from './agent/openai-llm.ts';
 import { AgentWorker } from './agent/worker.ts';
 import type { Bus } from './bus/bus.ts';
+import { DeadLetters } from './bus/dead-letters.ts';
 import { EnvelopeBus } from './bus/envelope-bus.ts';
-import { MemoryBus } from './bus/memory-bus.ts';
+import { InstrumentedBus } from './bus/instrumented-bus.ts';
 import { switchboardTopology } from './bus/topology.ts';
 import type { Config } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
+import { Metrics } from './core/metrics.ts';
+import { serveMetrics } from './core/metrics-server.ts';
 import { buildApi } from './platforms/http/api.ts';
 import { HttpSender } from './platforms/http/sender.ts';
 import { TaskStore } from './platforms/http/tasks.ts';
 import { ROLE_NAMES, type RoleName } from './roles.ts';
-import { MemoryStore } from './store/memory-store.ts';
 import type { Store } from './store/store.ts';
 
 /** Platforms that have a sender; each gets an `out.<platform>` queue. */
@@ -27,17 +29,19 @@ export interface AppOptions {
   readonly config: Config;
   readonly roles: readonly RoleName[];
   readonly logger: Logger;
-  /** Replaces the LLM chosen from the config (tests, benchmarks). */
+  /** Replaces the LLM chosen from the config (benchmarks). */
   readonly llm?: LlmClient;
   /** First wait between callback attempts (tests shorten it). */
   readonly callbackMinDelayMs?: number;
 }
 
 export interface RunningApp {
+  readonly mode: 'embedded' | 'distributed';
   /** The API's base URL when the api role runs. */
   readonly url: string | undefined;
   readonly bus: Bus;
   readonly store: Store;
+  readonly metrics: Metrics;
   /** Stop taking work, finish or hand back what is in flight, flush the store. */
   stop(): Promise<void>;
 }
@@ -47,17 +51,27 @@ interface Stoppable {
   abort?(): Promise<void>;
 }
 
-/** The composition root: picks the adapters and starts the roles. Nothing else knows which adapters run. */
+/** The composition root: opens the adapters and starts the roles. Nothing else knows which adapters run. */
 export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { config, roles, logger } = options;
-  const { bus, store } = await openAdapters(config, roles, logger);
+  if (adapterMode(config) === 'embedded' && roles.length !== ROLE_NAMES.length) {
+    throw new ConfigError(
+      `--role ${roles.join(',')}: without AMQP_URL and REDIS_URL every role runs in one process on the embedded bus and store; use --role all`,
+    );
+  }
+  const adapters = await openAdapters(config, logger);
+  const metrics = new Metrics();
+  const bus = new InstrumentedBus(adapters.bus, metrics);
+  const { store } = adapters;
   const envelopes = new EnvelopeBus(bus, config.bus.shards);
-  await bus.declare(switchboardTopology(config.bus.shards, SENDER_PLATFORMS));
   const tasks = new TaskStore(store, config.limits.taskTtlMs);
+  const deadLetters = new DeadLetters(bus, store, logger.child({ component: 'dead-letters' }), { max: config.bus.deadLettersMax, metrics });
   const running: Stoppable[] = [];
   let api: FastifyInstance | undefined;
+  let metricsServer: { close(): Promise<void> } | undefined;
 
   try {
+    await bus.declare(switchboardTopology(config.bus.shards, SENDER_PLATFORMS));
     if (roles.includes('sender:http')) {
       const sender = new HttpSender({
         bus: envelopes,
@@ -85,15 +99,20 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         shards: config.bus.shards,
         prefetch: config.bus.prefetch,
         logger: logger.child({ role: 'worker' }),
+        metrics,
       });
       await worker.start();
       running.push(worker);
+      await deadLetters.start();
+      running.push(deadLetters);
     }
     if (roles.includes('api')) {
       api = await buildApi({
         bus: envelopes,
         store,
         tasks,
+        deadLetters,
+        metrics,
         logger,
         config: {
           apiKeys: config.apiKeys,
@@ -103,22 +122,25 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         },
       });
       await api.listen({ host: config.http.host, port: config.http.port });
+    } else if (config.metricsPort !== undefined) {
+      metricsServer = await serveMetrics(metrics, config.http.host, config.metricsPort);
     }
   } catch (err) {
-    await Promise.allSettled([api?.close(), ...running.map((r) => r.stop())]);
+    await Promise.allSettled([api?.close(), metricsServer?.close(), ...running.map((r) => r.stop())]);
     await Promise.allSettled([bus.close(), store.close()]);
     throw err;
   }
 
   const address = api?.server.address();
   const url = address && typeof address === 'object' ? `http://${formatHost(address.address)}:${address.port}` : undefined;
-  logger.info({ roles, url, mode: config.amqpUrl ? 'distributed' : 'embedded' }, 'switchboard started');
+  logger.info({ roles, url, mode: adapters.mode }, 'switchboard started');
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       logger.info('stopping: no new work; finishing what is in flight');
       await api?.close();
+      await metricsServer?.close();
       await finishOrHandBack(running, config.shutdownTimeoutMs, logger);
       await bus.close();
       await store.close();
@@ -126,28 +148,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     })();
     return stopping;
   };
-  return { url, bus, store, stop };
-}
-
-async function openAdapters(config: Config, roles: readonly RoleName[], logger: Logger): Promise<{ bus: Bus; store: Store }> {
-  if (config.amqpUrl || config.redisUrl) {
-    throw new ConfigError('AMQP_URL / REDIS_URL: the RabbitMQ and Redis adapters are not built yet; unset both to run embedded');
-  }
-  if (roles.length !== ROLE_NAMES.length) {
-    throw new ConfigError(
-      `--role ${roles.join(',')}: without AMQP_URL and REDIS_URL every role runs in one process on the embedded bus and store; use --role all`,
-    );
-  }
-  const bus = await MemoryBus.open({
-    logger: logger.child({ component: 'memory-bus' }),
-    snapshotFile: path.join(config.dataDir, 'bus.json'),
-    deliveryLimit: config.bus.deliveryLimit,
-  });
-  const store = await MemoryStore.open({
-    logger: logger.child({ component: 'memory-store' }),
-    snapshotFile: path.join(config.dataDir, 'store.json'),
-  });
-  return { bus, store };
+  return { mode: adapters.mode, url, bus, store, metrics, stop };
 }
 
 function makeLlm(config: Config): LlmClient | undefined {

@@ -4,9 +4,13 @@ import { startApp } from './app.ts';
 import { loadConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger } from './core/logger.ts';
+import { runDlqCommand } from './dlq-command.ts';
 import { parseRoles } from './roles.ts';
 
-const USAGE = `Usage: switchboard start [--role all|api|worker|sender:http[,...]]
+const USAGE = `Usage:
+  switchboard start [--role all|api|worker|sender:http[,...]]
+  switchboard dlq list [--limit N]
+  switchboard dlq replay <messageId> | --all
 
 Roles (default: all, every role in one process):
   api           the HTTP API (receiver of tasks)
@@ -19,18 +23,31 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { role: { type: 'string', default: 'all' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      role: { type: 'string', default: 'all' },
+      all: { type: 'boolean', default: false },
+      limit: { type: 'string', default: '100' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
-  const [command] = positionals;
-  if (values.help || command !== 'start') {
+  const [command, action, id] = positionals;
+  if (values.help || (command !== 'start' && command !== 'dlq')) {
     process.stdout.write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
   if (existsSync('.env')) process.loadEnvFile('.env');
   const config = loadConfig(process.env);
-  const roles = parseRoles(values.role);
   const logger = createLogger(config.logLevel);
-  const app = await startApp({ config, roles, logger });
+  if (command === 'dlq') {
+    const limit = Number(values.limit);
+    return runDlqCommand(
+      config,
+      logger,
+      { action, id, all: values.all, limit: Number.isInteger(limit) && limit > 0 ? limit : 100 },
+      (line) => process.stdout.write(`${line}\n`),
+    );
+  }
+  const app = await startApp({ config, roles: parseRoles(values.role), logger });
 
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {

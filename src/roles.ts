@@ -6,7 +6,10 @@ export type RoleName = (typeof ROLE_NAMES)[number];
 
 /** `--role all`, `--role api`, `--role api,worker`: validated and expanded. */
 export function parseRoles(spec: string): RoleName[] {
-  const parts = spec.split(',').map((p) => p.trim()).filter(Boolean);
+  const parts = spec
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
   if (parts.length === 0) throw new ConfigError(`--role: expected one of all, ${ROLE_NAMES.join(', ')}`);
   const roles = new Set<RoleName>();
   for (const part of parts) {

@@ -1,6 +1,7 @@
 import { conversationKey, emitted, ReplyBodySchema, type Envelope, type EnvelopeOf, type ReplyBody } from '../core/envelope.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
 import type { Subscription } from '../bus/bus.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import { agentQueue } from '../bus/topology.ts';
@@ -8,7 +9,7 @@ import type { Store } from '../store/store.ts';
 import type { CommandRegistry } from './command-registry.ts';
 import type { ConversationHistory } from './history.ts';
 import { KeyedSerial } from './keyed-serial.ts';
-import { LlmError, type ChatMessage, type LlmClient } from './llm.ts';
+import { LlmError, type ChatMessage, type Completion, type LlmClient } from './llm.ts';
 
 export interface AgentWorkerOptions {
   readonly bus: EnvelopeBus;
@@ -22,6 +23,7 @@ export interface AgentWorkerOptions {
   readonly shards: number;
   readonly prefetch: number;
   readonly logger: Logger;
+  readonly metrics?: Metrics;
 }
 
 /** How long a node's answer is remembered, so a redelivered node re-sends it instead of asking the LLM again. */
@@ -69,10 +71,12 @@ export class AgentWorker {
     const message = envelope as EnvelopeOf<'message'>;
     return this.serial.run(conversationKey(message), async () => {
       this.inFlight++;
+      this.options.metrics?.chainsInFlight.inc();
       try {
         await this.handle(message);
       } finally {
         this.inFlight--;
+        this.options.metrics?.chainsInFlight.dec();
       }
     });
   }
@@ -104,14 +108,34 @@ export class AgentWorker {
     const isAdmin = envelope.user !== null && adminUsers.has(envelope.user.id);
     const definition = commands.get(name);
     if (!definition || (definition.admin && !isAdmin)) {
-      return { kind: 'reply', text: `I don't know the command /${name}. Send /help to see what I can do.`, format: 'plain', status: 'failed', error: 'UNKNOWN_COMMAND' };
+      return {
+        kind: 'reply',
+        text: `I don't know the command /${name}. Send /help to see what I can do.`,
+        format: 'plain',
+        status: 'failed',
+        error: 'UNKNOWN_COMMAND',
+      };
     }
     try {
-      const text = await definition.run({ envelope, args, isAdmin, conversation: conversationKey(envelope), history, commands, logger: log });
+      const text = await definition.run({
+        envelope,
+        args,
+        isAdmin,
+        conversation: conversationKey(envelope),
+        history,
+        commands,
+        logger: log,
+      });
       return { kind: 'reply', text, format: 'markdown', status: 'done' };
     } catch (err) {
       log.error({ err, command: name }, 'command failed');
-      return { kind: 'reply', text: `/${name} failed. Please try again later.`, format: 'plain', status: 'failed', error: errorMessage(err) };
+      return {
+        kind: 'reply',
+        text: `/${name} failed. Please try again later.`,
+        format: 'plain',
+        status: 'failed',
+        error: errorMessage(err),
+      };
     }
   }
 
@@ -127,9 +151,8 @@ export class AgentWorker {
         ...past.map((entry) => ({ role: entry.role, content: entry.content })),
         { role: 'user', content: envelope.body.text },
       ];
-      const started = performance.now();
-      const completion = await llm.complete(messages);
-      log.info({ model: completion.model, usage: completion.usage, ms: Math.round(performance.now() - started) }, 'llm answered');
+      const completion = await this.timed(() => llm.complete(messages));
+      log.info({ model: completion.model, usage: completion.usage }, 'llm answered');
       await history.append(conversation, [
         { role: 'user', content: envelope.body.text, nodeId: envelope.id },
         { role: 'assistant', content: completion.text, nodeId: envelope.id },
@@ -139,6 +162,22 @@ export class AgentWorker {
       if (!(err instanceof LlmError)) throw err;
       log.warn({ failure: err.failure, reason: err.message }, 'llm call failed');
       return { kind: 'reply', text: err.userMessage, format: 'plain', status: 'failed', error: `${err.code}: ${err.message}` };
+    }
+  }
+
+  /** Runs one LLM call, recording its latency and tokens. */
+  private async timed(call: () => Promise<Completion>): Promise<Completion> {
+    const metrics = this.options.metrics;
+    const stop = metrics?.llmLatency.startTimer();
+    try {
+      const completion = await call();
+      stop?.({ model: completion.model, outcome: 'ok' });
+      metrics?.llmTokens.inc({ model: completion.model, kind: 'prompt' }, completion.usage?.promptTokens ?? 0);
+      metrics?.llmTokens.inc({ model: completion.model, kind: 'completion' }, completion.usage?.completionTokens ?? 0);
+      return completion;
+    } catch (err) {
+      stop?.({ model: 'unknown', outcome: err instanceof LlmError ? err.failure : 'error' });
+      throw err;
     }
   }
 

@@ -54,9 +54,7 @@ export class MemoryBus implements Bus {
     this.logger = options.logger.child({ component: 'memory-bus' });
     this.deliveryLimit = positiveInteger(options.deliveryLimit ?? DEFAULT_DELIVERY_LIMIT, 'deliveryLimit');
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-    this.writer = options.snapshotFile
-      ? new SnapshotWriter(options.snapshotFile, this.logger, () => this.collectSnapshot())
-      : undefined;
+    this.writer = options.snapshotFile ? new SnapshotWriter(options.snapshotFile, this.logger, () => this.collectSnapshot()) : undefined;
     this.hooks = {
       logger: this.logger,
       deadLetter: (msg, queue, reason) => this.deadLetter(msg, queue, reason),
@@ -82,7 +80,10 @@ export class MemoryBus implements Bus {
       }
       const existing = this.queues.get(spec.name);
       const deliveryLimit = spec.deliveryLimit ?? this.deliveryLimit;
-      if (existing && (existing.singleActiveConsumer !== (spec.singleActiveConsumer ?? false) || existing.deliveryLimit !== deliveryLimit)) {
+      if (
+        existing &&
+        (existing.singleActiveConsumer !== (spec.singleActiveConsumer ?? false) || existing.deliveryLimit !== deliveryLimit)
+      ) {
         throw new SwitchboardError('BUS_TOPOLOGY', `queue ${spec.name} is already declared with other arguments`);
       }
       this.addQueue(spec);

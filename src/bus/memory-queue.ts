@@ -125,9 +125,7 @@ export class MemoryQueue {
 
   /** Ready messages in order, then the unacked ones (in queue order). */
   snapshot(): { ready: StoredMessage[]; unacked: StoredMessage[] } {
-    const unacked = this.consumers
-      .flatMap((c) => [...c.inFlight].map((d) => d.stored))
-      .sort((a, b) => a.seq - b.seq);
+    const unacked = this.consumers.flatMap((c) => [...c.inFlight].map((d) => d.stored)).sort((a, b) => a.seq - b.seq);
     return { ready: this.ready.toArray(), unacked };
   }
 

@@ -14,7 +14,10 @@ const apiKeys = z
   .default('')
   .transform((raw, ctx) => {
     const clients = new Map<string, string>();
-    for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const colon = part.indexOf(':');
       const name = part.slice(0, colon);
       const secret = part.slice(colon + 1);
@@ -33,7 +36,12 @@ const apiKeys = z
 const list = z
   .string()
   .default('')
-  .transform((raw) => raw.split(',').map((p) => p.trim()).filter(Boolean));
+  .transform((raw) =>
+    raw
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  );
 
 /**
  * Every environment variable Switchboard reads, with its default. README.md and .env.example list
@@ -56,6 +64,13 @@ export const ConfigSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   AMQP_URL: optionalUrl,
   REDIS_URL: optionalUrl,
+  BUS_NAMESPACE: z
+    .string()
+    .regex(/^([A-Za-z0-9_-]{1,64})?$/, 'letters, digits, _ or -')
+    .default(''),
+  REDIS_PREFIX: z.string().max(64).default('switchboard:'),
+  METRICS_PORT: optionalString.pipe(z.coerce.number<string | undefined>().int().min(1).max(65535).optional()),
+  DEAD_LETTERS_MAX: int(1, 1_000_000).default(10_000),
   AGENT_SHARDS: int(1, 256).default(8),
   BUS_PREFETCH: int(1, 10_000).default(100),
   BUS_DELIVERY_LIMIT: int(1, 1000).default(5),
@@ -89,7 +104,17 @@ export interface Config {
   readonly logLevel: RawConfig['LOG_LEVEL'];
   readonly amqpUrl: string | undefined;
   readonly redisUrl: string | undefined;
-  readonly bus: { readonly shards: number; readonly prefetch: number; readonly deliveryLimit: number };
+  readonly bus: {
+    readonly shards: number;
+    readonly prefetch: number;
+    readonly deliveryLimit: number;
+    /** Prefix of every RabbitMQ exchange and queue name ('' = none). */
+    readonly namespace: string;
+    readonly deadLettersMax: number;
+  };
+  readonly redisPrefix: string;
+  /** Serve /metrics on this port in processes that do not run the api role. */
+  readonly metricsPort: number | undefined;
   readonly shutdownTimeoutMs: number;
 }
 
@@ -123,7 +148,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     logLevel: c.LOG_LEVEL,
     amqpUrl: c.AMQP_URL,
     redisUrl: c.REDIS_URL,
-    bus: { shards: c.AGENT_SHARDS, prefetch: c.BUS_PREFETCH, deliveryLimit: c.BUS_DELIVERY_LIMIT },
+    bus: {
+      shards: c.AGENT_SHARDS,
+      prefetch: c.BUS_PREFETCH,
+      deliveryLimit: c.BUS_DELIVERY_LIMIT,
+      namespace: c.BUS_NAMESPACE,
+      deadLettersMax: c.DEAD_LETTERS_MAX,
+    },
+    redisPrefix: c.REDIS_PREFIX,
+    metricsPort: c.METRICS_PORT,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -58,8 +58,7 @@ export class MemoryStore implements Store {
     this.data = data;
     const file = options.snapshotFile;
     const serialize = (): string => serializeSnapshot(this.data, this.now());
-    this.writer =
-      file === undefined ? undefined : new SnapshotWriter(file, options.flushDelayMs ?? 250, this.logger, serialize);
+    this.writer = file === undefined ? undefined : new SnapshotWriter(file, options.flushDelayMs ?? 250, this.logger, serialize);
     const sweepMs = options.sweepIntervalMs ?? 10_000;
     if (sweepMs > 0) {
       this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
@@ -70,9 +69,7 @@ export class MemoryStore implements Store {
   static async open(options: MemoryStoreOptions): Promise<MemoryStore> {
     const now = options.now ?? Date.now;
     const data =
-      options.snapshotFile === undefined
-        ? new Map<string, Entry>()
-        : await loadSnapshot(options.snapshotFile, options.logger, now());
+      options.snapshotFile === undefined ? new Map<string, Entry>() : await loadSnapshot(options.snapshotFile, options.logger, now());
     return new MemoryStore(options, data);
   }
 

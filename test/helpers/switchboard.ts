@@ -5,7 +5,13 @@ import { Writable } from 'node:stream';
 import { startApp, type RunningApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { ROLE_NAMES } from '../../src/roles.ts';
+import { ROLE_NAMES, type RoleName } from '../../src/roles.ts';
+import { deleteAmqpNamespace, deleteRedisPrefix } from './cleanup.ts';
+import { amqpUrl, redisUrl, uniqueName } from './services.ts';
+
+/** Where a suite runs: the embedded bus and store, or RabbitMQ and Redis. */
+export type Mode = 'embedded' | 'distributed';
+export const MODES: readonly Mode[] = ['embedded', 'distributed'];
 
 export const CLIENTS = {
   alice: 'alice-secret-123',
@@ -38,18 +44,39 @@ export interface TaskViewJson {
 }
 
 export interface HarnessOptions {
+  readonly mode?: Mode;
   readonly env?: Record<string, string>;
   readonly dataDir?: string;
+  /** RabbitMQ namespace and Redis prefix (distributed mode); fresh per harness unless given. */
+  readonly namespace?: string;
+  /** Roles of this process (default: all). */
+  readonly roles?: readonly RoleName[];
+}
+
+/** The environment that points a process at RabbitMQ and Redis under a namespace of its own. */
+export async function distributedEnv(namespace: string): Promise<Record<string, string>> {
+  return { AMQP_URL: await amqpUrl(), REDIS_URL: await redisUrl(), BUS_NAMESPACE: namespace, REDIS_PREFIX: `${namespace}:` };
+}
+
+/** Removes what a namespace left on RabbitMQ and Redis. */
+export async function cleanupNamespace(namespace: string, shards = 8): Promise<void> {
+  await deleteAmqpNamespace(await amqpUrl(), namespace, shards);
+  await deleteRedisPrefix(await redisUrl(), `${namespace}:`);
 }
 
 /** Starts every role in one process on a fresh data directory, with API clients alice, bob and ops (admin). */
 export async function startSwitchboard(options: HarnessOptions = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'switchboard-test-')));
+  const mode = options.mode ?? 'embedded';
+  const namespace = options.namespace ?? uniqueName('sb');
   const env: Record<string, string> = {
+    ...(mode === 'distributed' ? await distributedEnv(namespace) : {}),
     HTTP_PORT: '0',
     DATA_DIR: dataDir,
     LOG_LEVEL: 'debug',
-    API_KEYS: Object.entries(CLIENTS).map(([name, secret]) => `${name}:${secret}`).join(','),
+    API_KEYS: Object.entries(CLIENTS)
+      .map(([name, secret]) => `${name}:${secret}`)
+      .join(','),
     ADMIN_USERS: 'http:ops',
     LLM_MAX_RETRIES: '0',
     SHUTDOWN_TIMEOUT_MS: '2000',
@@ -63,7 +90,12 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
     },
   });
   const config = loadConfig(env);
-  const app = await startApp({ config, roles: [...ROLE_NAMES], logger: createLogger(config.logLevel, sink), callbackMinDelayMs: 20 });
+  const app = await startApp({
+    config,
+    roles: options.roles ?? [...ROLE_NAMES],
+    logger: createLogger(config.logLevel, sink),
+    callbackMinDelayMs: 20,
+  });
   const url = app.url ?? '';
 
   const request: Harness['request'] = (client, method, route, body, headers = {}) =>
@@ -104,10 +136,20 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
     async stop() {
       await app.stop();
       if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+      if (mode === 'distributed' && !options.namespace) await cleanupNamespace(namespace, config.bus.shards);
     },
     async restart() {
       await app.stop();
-      return startSwitchboard({ ...options, dataDir });
+      const next = await startSwitchboard({ ...options, dataDir, namespace });
+      // The restarted harness owns the data: clean up what this one created when it stops.
+      return {
+        ...next,
+        async stop() {
+          await next.stop();
+          if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+          if (mode === 'distributed' && !options.namespace) await cleanupNamespace(namespace, config.bus.shards);
+        },
+      };
     },
   };
   return harness;

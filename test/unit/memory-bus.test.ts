@@ -455,7 +455,10 @@ describe('MemoryBus lifecycle and snapshot', () => {
     // Poll the file: the debounced write (about 200 ms) must record 'a' as unacked.
     let saved = '';
     await waitFor(() => {
-      void readFile(snapshotFile, 'utf8').then((t) => (saved = t), () => undefined);
+      void readFile(snapshotFile, 'utf8').then(
+        (t) => (saved = t),
+        () => undefined,
+      );
       return saved.includes('"unacked":[{"messageId":"a"');
     });
 

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { streamItems, taskView, type StoredEvent, type TaskRecord } from '../../src/platforms/http/tasks.ts';
 
-const record: TaskRecord = { taskId: 't1', chainId: 'c1', owner: 'alice', address: 'http:alice', mode: 'agent', createdAt: '2026-01-01T00:00:00.000Z' };
+const record: TaskRecord = {
+  taskId: 't1',
+  chainId: 'c1',
+  owner: 'alice',
+  address: 'http:alice',
+  mode: 'agent',
+  createdAt: '2026-01-01T00:00:00.000Z',
+};
 const events: StoredEvent[] = [
   { id: 'n1.000', event: { type: 'status', status: 'running', at: '2026-01-01T00:00:01.000Z' } },
   { id: 'n1.001', event: { type: 'reply', text: 'hello', at: '2026-01-01T00:00:02.000Z', status: 'done' } },
@@ -23,7 +30,9 @@ describe('task state', () => {
   });
 
   it('reports the error of a failed chain', () => {
-    const failed: StoredEvent[] = [{ id: 'n1.001', event: { type: 'reply', text: 'sorry', at: 'x', status: 'failed', error: 'LLM_TIMEOUT' } }];
+    const failed: StoredEvent[] = [
+      { id: 'n1.001', event: { type: 'reply', text: 'sorry', at: 'x', status: 'failed', error: 'LLM_TIMEOUT' } },
+    ];
     expect(taskView(record, failed)).toMatchObject({ status: 'failed', error: 'LLM_TIMEOUT' });
   });
 });

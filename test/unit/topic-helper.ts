@@ -5,5 +5,8 @@ export { shardOf };
 
 /** Whether a shard's inbound routing key reaches that shard's queue binding. */
 export function topicMatchesFor(shard: number): boolean {
-  return topicMatches(`agent.${shard}.#`, inboundRoutingKey(shard, 'http')) && !topicMatches(`agent.${shard + 1}.#`, inboundRoutingKey(shard, 'http'));
+  return (
+    topicMatches(`agent.${shard}.#`, inboundRoutingKey(shard, 'http')) &&
+    !topicMatches(`agent.${shard + 1}.#`, inboundRoutingKey(shard, 'http'))
+  );
 }

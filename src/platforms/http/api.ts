@@ -3,11 +3,14 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from '../../core/logger.ts';
+import type { DeadLetters } from '../../bus/dead-letters.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
+import type { Metrics } from '../../core/metrics.ts';
 import type { Store } from '../../store/store.ts';
 import { ApiKeyAuth, type ApiClient } from './auth.ts';
 import { ApiError } from './errors.ts';
 import { Inbox } from './inbox.ts';
+import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
@@ -24,6 +27,8 @@ export interface ApiServices {
   readonly bus: EnvelopeBus;
   readonly store: Store;
   readonly tasks: TaskStore;
+  readonly deadLetters: DeadLetters;
+  readonly metrics: Metrics;
   readonly logger: Logger;
   readonly config: {
     readonly apiKeys: ReadonlyMap<string, string>;
@@ -39,7 +44,6 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
     // pino's Logger is a FastifyBaseLogger; the cast keeps FastifyInstance's default generics.
     loggerInstance: services.logger.child({ role: 'api' }) as FastifyBaseLogger,
     bodyLimit: Math.max(1_048_576, services.config.messageMaxChars * 8),
-    
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -80,6 +84,7 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
 
   registerHealthRoutes(app, services);
   registerTaskRoutes(app, services);
+  registerDeadLetterRoutes(app, services.deadLetters);
   registerMessageRoutes(app, new Inbox(services.store, services.config.taskTtlMs));
   return app;
 }

@@ -19,7 +19,13 @@ export function signBody(body: string, secret: string): string {
  * network errors, 408, 429 and 5xx with backoff. A final failure is a PermanentError, so the
  * envelope is dead-lettered with the reason (and can be replayed) instead of retried forever.
  */
-export async function postCallback(url: string, payload: unknown, secret: string, deliveryId: string, options: CallbackOptions): Promise<void> {
+export async function postCallback(
+  url: string,
+  payload: unknown,
+  secret: string,
+  deliveryId: string,
+  options: CallbackOptions,
+): Promise<void> {
   const body = JSON.stringify(payload);
   const headers = {
     'content-type': 'application/json',

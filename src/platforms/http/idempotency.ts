@@ -29,6 +29,8 @@ export class IdempotencyKeys {
     const raw = await this.store.get(storeKey);
     if (raw === null) return this.claim(client, key, bodyHash, taskId); // expired in between
     const earlier = ClaimSchema.parse(JSON.parse(raw));
+    // A SET NX resent after a dropped connection answers "exists" for our own write.
+    if (earlier.taskId === taskId) return { taskId, replayed: false };
     if (earlier.bodyHash !== bodyHash) throw new ApiError('IDEMPOTENCY_KEY_REUSED', undefined, 'Idempotency-Key');
     return { taskId: earlier.taskId, replayed: true };
   }

@@ -12,9 +12,17 @@ export const CreateTaskBodySchema = z
       .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
       .optional()
       .describe('Names a conversation of this client; history is kept per conversation.'),
-    to: z.array(AddressSchema).min(1).max(100).optional().describe('Where replies go (default: this client). Admins only for other addresses.'),
+    to: z
+      .array(AddressSchema)
+      .min(1)
+      .max(100)
+      .optional()
+      .describe('Where replies go (default: this client). Admins only for other addresses.'),
     mode: z.enum(['agent', 'deliver']).default('agent').describe('"deliver" hands the text to `to` as it is, with no LLM.'),
-    callbackUrl: z.url({ protocol: /^https?$/ }).optional().describe('Each reply is POSTed here, signed with X-Switchboard-Signature.'),
+    callbackUrl: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe('Each reply is POSTed here, signed with X-Switchboard-Signature.'),
   })
   .strict();
 export type CreateTaskBody = z.infer<typeof CreateTaskBodySchema>;

@@ -95,7 +95,13 @@ function toTaskEvent(envelope: Envelope): TaskEvent | undefined {
   const { body } = envelope;
   switch (body.kind) {
     case 'reply':
-      return { type: 'reply', text: body.text, at: envelope.at, ...(body.status ? { status: body.status } : {}), ...(body.error ? { error: body.error } : {}) };
+      return {
+        type: 'reply',
+        text: body.text,
+        at: envelope.at,
+        ...(body.status ? { status: body.status } : {}),
+        ...(body.error ? { error: body.error } : {}),
+      };
     case 'status':
       return { type: 'status', status: body.status, at: envelope.at };
     case 'message':

@@ -49,9 +49,11 @@ export async function streamTaskEvents(
     }
   };
   const schedule = (): void => {
-    flushing = flushing.then(() => (closed ? undefined : flush())).catch((err: unknown) => {
-      request.log.warn({ err, taskId: record.taskId }, 'task event stream failed to read the task');
-    });
+    flushing = flushing
+      .then(() => (closed ? undefined : flush()))
+      .catch((err: unknown) => {
+        request.log.warn({ err, taskId: record.taskId }, 'task event stream failed to read the task');
+      });
   };
 
   const stopListening = await store.listen(tasks.channel(record.taskId), schedule);

@@ -6,12 +6,26 @@ import { parseCommand } from '../../../core/command.ts';
 import type { ApiClient } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { IdempotencyKeys } from '../idempotency.ts';
-import { CreateTaskBodySchema, ErrorBodySchema, TaskAcceptedSchema, TaskParamsSchema, TaskViewSchema, type CreateTaskBody } from '../schemas.ts';
+import {
+  CreateTaskBodySchema,
+  ErrorBodySchema,
+  TaskAcceptedSchema,
+  TaskParamsSchema,
+  TaskViewSchema,
+  type CreateTaskBody,
+} from '../schemas.ts';
 import { taskView, type TaskRecord } from '../tasks.ts';
 import { streamTaskEvents } from './task-events.ts';
 import type { ApiServices } from '../api.ts';
 
-const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema, 422: ErrorBodySchema, 503: ErrorBodySchema };
+const errors = {
+  400: ErrorBodySchema,
+  401: ErrorBodySchema,
+  403: ErrorBodySchema,
+  404: ErrorBodySchema,
+  422: ErrorBodySchema,
+  503: ErrorBodySchema,
+};
 
 export function registerTaskRoutes(app: FastifyInstance, services: ApiServices): void {
   const { tasks, bus, store, config } = services;

@@ -1,0 +1,14 @@
+# One image for every role: `switchboard start --role <role>` picks what a container runs.
+FROM node:20-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY bin ./bin
+COPY src ./src
+COPY plugins ./plugins
+USER node
+ENV HTTP_HOST=0.0.0.0
+EXPOSE 8080
+ENTRYPOINT ["node", "bin/switchboard.js"]
+CMD ["start", "--role", "all"]

@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: end-to-end throughput and latency of Switchboard on RabbitMQ and Redis, each
+ * printed beside a raw amqplib baseline measured in the same run. The last line is one JSON object.
+ * Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost). Not a test.
+ */
+import { readFileSync } from 'node:fs';
+import { FakeOpenAi } from '../test/fakes/fake-openai.ts';
+import { cleanupNamespace } from '../test/helpers/switchboard.ts';
+import { spawnSwitchboard } from '../test/helpers/process.ts';
+import { rawAmqpBaseline } from './raw-amqp.ts';
+import { benchEnv, driveTasks, startBenchApp, uniqueNamespace } from './switchboard-path.ts';
+
+const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const COUNT = Number(process.env.BENCH_TASKS ?? 2000);
+const CONCURRENCY = 64;
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function fastPath(kind: 'command' | 'llm'): Promise<Awaited<ReturnType<typeof driveTasks>>> {
+  const namespace = uniqueNamespace();
+  const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
+  const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm?.baseURL }), [
+    'api',
+    'worker',
+    'sender:http',
+  ]);
+  try {
+    const tasks = Array.from({ length: COUNT }, (_, i) => ({
+      text: kind === 'command' ? '/help' : `question ${i}`,
+      conversation: `c${i % 200}`,
+    }));
+    await driveTasks(app.url ?? '', tasks.slice(0, 200), CONCURRENCY); // warm-up
+    return await driveTasks(app.url ?? '', tasks, CONCURRENCY);
+  } finally {
+    await app.stop();
+    await llm?.close();
+    await cleanupNamespace(namespace);
+  }
+}
+
+async function slowLlm(): Promise<{
+  tasksPerSecond: number;
+  maxChainsInFlight: number;
+  workerPeakRssMb: number;
+  p50Ms: number;
+  p99Ms: number;
+}> {
+  const namespace = uniqueNamespace();
+  const llm = await FakeOpenAi.start();
+  llm.respond(() => ({ text: 'slow answer', delayMs: 1000 }));
+  const metricsPort = String(20_000 + Math.floor(Math.random() * 20_000));
+  const env = benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm.baseURL });
+  const app = await startBenchApp(env, ['api', 'sender:http']);
+  const worker = await spawnSwitchboard({ ...env, METRICS_PORT: metricsPort, LOG_LEVEL: 'info' }, ['start', '--role', 'worker']);
+  let maxInFlight = 0;
+  const poll = setInterval(() => {
+    fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+      .then((r) => r.text())
+      .then((text) => {
+        const value = Number(/^switchboard_chains_in_flight (\d+)/m.exec(text)?.[1] ?? 0);
+        maxInFlight = Math.max(maxInFlight, value);
+      })
+      .catch(() => undefined);
+  }, 100);
+  try {
+    const tasks = [];
+    for (let m = 0; m < 10; m++) for (let c = 0; c < 200; c++) tasks.push({ text: `c${c} m${m}`, conversation: `c${c}` });
+    const result = await driveTasks(app.url ?? '', tasks, 200);
+    const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8');
+    const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return {
+      tasksPerSecond: result.perSecond,
+      maxChainsInFlight: maxInFlight,
+      workerPeakRssMb: Math.round(hwmKb / 1024),
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
+    };
+  } finally {
+    clearInterval(poll);
+    await worker.kill('SIGTERM');
+    await app.stop();
+    await llm.close();
+    await cleanupNamespace(namespace);
+  }
+}
+
+const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY);
+log(`raw amqplib baseline: ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms`);
+const command = await fastPath('command');
+log(`(a) command path:     ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms, p99 ${command.p99Ms} ms`);
+const rawAgain = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY);
+const baseline = Math.max(raw.perSecond, rawAgain.perSecond);
+log(`raw amqplib again:    ${rawAgain.perSecond} msg/s (the baseline is the better of the two runs)`);
+const fast = await fastPath('llm');
+log(`(b) instant fake LLM: ${fast.perSecond} tasks/s, p50 ${fast.p50Ms} ms, p99 ${fast.p99Ms} ms`);
+const slow = await slowLlm();
+log(
+  `(c) 1 s fake LLM, 2,000 tasks / 200 conversations, one worker: ${slow.tasksPerSecond} tasks/s, up to ${slow.maxChainsInFlight} chains in flight, worker peak RSS ${slow.workerPeakRssMb} MB`,
+);
+log(
+  JSON.stringify({
+    rawMessagesPerSecond: baseline,
+    commandPathTasksPerSecond: command.perSecond,
+    commandPathP50Ms: command.p50Ms,
+    commandPathP99Ms: command.p99Ms,
+    llmPathTasksPerSecond: fast.perSecond,
+    llmPathP50Ms: fast.p50Ms,
+    llmPathP99Ms: fast.p99Ms,
+    commandPathRatio: Math.round((command.perSecond / baseline) * 1000) / 1000,
+    llmPathRatio: Math.round((fast.perSecond / baseline) * 1000) / 1000,
+    slowLlmTasksPerSecond: slow.tasksPerSecond,
+    slowLlmMaxChainsInFlight: slow.maxChainsInFlight,
+    workerPeakRssMb: slow.workerPeakRssMb,
+  }),
+);
+process.exit(0);

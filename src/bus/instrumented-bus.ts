@@ -1,0 +1,48 @@
+import type { Metrics } from '../core/metrics.ts';
+import type { Bus, ConsumeOptions, MessageHandler, PublishOptions, Subscription, Topology } from './bus.ts';
+
+/** Wraps any bus adapter to count what it publishes and time what it consumes. */
+export class InstrumentedBus implements Bus {
+  constructor(
+    private readonly inner: Bus,
+    private readonly metrics: Metrics,
+  ) {}
+
+  declare(topology: Topology): Promise<void> {
+    return this.inner.declare(topology);
+  }
+
+  async publish(exchange: string, routingKey: string, body: Buffer, options?: PublishOptions): Promise<void> {
+    await this.inner.publish(exchange, routingKey, body, options);
+    this.metrics.published.inc({ exchange });
+  }
+
+  consume(queue: string, handler: MessageHandler, options: ConsumeOptions): Promise<Subscription> {
+    const { consumed, processing, redeliveries } = this.metrics;
+    return this.inner.consume(
+      queue,
+      async (msg) => {
+        if (msg.redelivered) redeliveries.inc({ queue });
+        const stop = processing.startTimer({ queue });
+        try {
+          await handler(msg);
+          consumed.inc({ queue, outcome: 'ok' });
+        } catch (err) {
+          consumed.inc({ queue, outcome: 'error' });
+          throw err;
+        } finally {
+          stop();
+        }
+      },
+      options,
+    );
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

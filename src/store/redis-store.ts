@@ -1,0 +1,415 @@
+/**
+ * The Redis Store adapter, a drop-in for the memory adapter. Every key and every pub/sub channel
+ * carries the key prefix, so deployments that share one Redis never see each other. During a lost
+ * connection commands wait (offline queue, endless capped reconnects) and complete once Redis is
+ * back; `ping()` is the one call that fails fast.
+ *
+ * Delivery during a disconnect is at least once: a command that was written but not answered when
+ * the socket died is sent again after the reconnect, so it may run twice (an INCR counts twice, an
+ * RPUSH appends twice, a TAKE whose first reply was lost returns null the second time).
+ *
+ * @example
+ * const store = await RedisStore.open({ url: 'redis://127.0.0.1:6379', logger, keyPrefix: 'switchboard:' });
+ * await store.incr(`quota:${user}`, 1, { ttlMs: 60_000 });
+ * await store.close();
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import type { Logger } from '../core/logger.ts';
+import { errorMessage } from '../core/errors.ts';
+import { checkInteger, checkTtl } from './memory-store-snapshot.ts';
+import type { SetOptions, Store } from './store.ts';
+
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]` */
+  readonly url: string;
+  readonly logger: Logger;
+  /** Put before every key and channel (default `switchboard:`). */
+  readonly keyPrefix?: string;
+}
+
+const PING_TIMEOUT_MS = 1_000;
+const QUIT_TIMEOUT_MS = 1_000;
+const DRAIN_TIMEOUT_MS = 2_000;
+const MAX_RECONNECT_DELAY_MS = 2_000;
+/** A pipeline cut halfway is aborted by ioredis; its commands are sent again this many times at most. */
+const MAX_ABORT_RETRIES = 5;
+
+const VERSION = readPackageVersion();
+/** Lua scripts from ./lua/<name>-<numKeys>.lua, tagged with the package version. */
+const SCRIPTS = loadScripts();
+
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+interface Subscription {
+  readonly onMessage: (message: string) => void;
+  active: boolean;
+}
+interface Channel {
+  readonly subscriptions: Set<Subscription>;
+  readonly subscribed: Promise<void>;
+}
+
+export class RedisStore implements Store {
+  private readonly channels = new Map<string, Channel>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private subscriber: Redis | undefined;
+  private closing: Promise<void> | undefined;
+  /** Rejects when close() is done: commands still queued for a connection that is gone fail with it. */
+  private readonly closed: Promise<never>;
+  private markClosed: (err: Error) => void = () => undefined;
+
+  private constructor(
+    private readonly redis: Redis,
+    private readonly keyPrefix: string,
+    private readonly logger: Logger,
+  ) {
+    this.closed = new Promise<never>((_, reject) => (this.markClosed = reject));
+    this.closed.catch(() => undefined);
+  }
+
+  static async open(options: RedisStoreOptions): Promise<RedisStore> {
+    const keyPrefix = options.keyPrefix ?? 'switchboard:';
+    const redis = new Redis(options.url, {
+      keyPrefix,
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      enableOfflineQueue: true,
+      // Commands wait for the connection to come back instead of failing after 20 retries.
+      maxRetriesPerRequest: null,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt - 1, 10), MAX_RECONNECT_DELAY_MS),
+    });
+    for (const script of SCRIPTS) {
+      redis.defineCommand(script.command, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+    }
+    const store = new RedisStore(redis, keyPrefix, options.logger);
+    const where = describeUrl(options.url);
+    let lastError = 'connection closed';
+    redis.on('error', (err: unknown) => void (lastError = errorMessage(err)));
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw new Error(`Redis at ${where} cannot be reached: ${errorMessage(err)} (${lastError})`);
+    }
+    store.watch(redis, 'commands');
+    options.logger.info({ redis: where, keyPrefix, scripts: VERSION }, 'redis store connected');
+    return store;
+  }
+
+  async get(key: string): Promise<string | null> {
+    return this.run(() => this.redis.get(key));
+  }
+
+  async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
+    checkTtl(options.ttlMs);
+    const { ttlMs, ifAbsent } = options;
+    const reply = await this.run(() => {
+      if (ttlMs === undefined) return ifAbsent === true ? this.redis.set(key, value, 'NX') : this.redis.set(key, value);
+      return ifAbsent === true ? this.redis.set(key, value, 'PX', ttlMs, 'NX') : this.redis.set(key, value, 'PX', ttlMs);
+    });
+    return reply === 'OK';
+  }
+
+  async take(key: string): Promise<string | null> {
+    return this.run(() => this.redis.getdel(key));
+  }
+
+  async del(...keys: string[]): Promise<number> {
+    if (keys.length === 0) return this.run(async () => 0);
+    return this.run(() => this.redis.del(...keys));
+  }
+
+  async expire(key: string, ttlMs: number): Promise<boolean> {
+    checkInteger(ttlMs, 'value');
+    // PEXPIRE with a time to live that is not positive deletes the key, like the memory store.
+    return (await this.run(() => this.redis.pexpire(key, ttlMs))) === 1;
+  }
+
+  async incr(key: string, by = 1, options: { readonly ttlMs?: number } = {}): Promise<number> {
+    checkInteger(by, 'value');
+    const { ttlMs } = options;
+    checkTtl(ttlMs);
+    if (ttlMs === undefined) return this.run(() => this.redis.incrby(key, by));
+    return Number(await this.run(() => this.script('incr-ttl')(key, by, ttlMs)));
+  }
+
+  async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {
+    const pairs = Object.entries(fields);
+    // HSET needs a field; with none, HLEN still reports WRONGTYPE like the memory store does.
+    if (pairs.length === 0) await this.run(() => this.redis.hlen(key));
+    else await this.run(() => this.redis.hset(key, ...pairs.flat()));
+  }
+
+  async hsetnx(key: string, field: string, value: string): Promise<boolean> {
+    return (await this.run(() => this.redis.hsetnx(key, field, value))) === 1;
+  }
+
+  async hget(key: string, field: string): Promise<string | null> {
+    return this.run(() => this.redis.hget(key, field));
+  }
+
+  async hgetall(key: string): Promise<Record<string, string>> {
+    return this.run(() => this.redis.hgetall(key));
+  }
+
+  async hdel(key: string, ...fields: string[]): Promise<number> {
+    if (fields.length === 0) return this.run(() => this.redis.hlen(key).then(() => 0));
+    return this.run(() => this.redis.hdel(key, ...fields));
+  }
+
+  async hincr(key: string, field: string, by = 1): Promise<number> {
+    checkInteger(by, 'value');
+    return this.run(() => this.redis.hincrby(key, field, by));
+  }
+
+  async sadd(key: string, ...members: string[]): Promise<number> {
+    if (members.length === 0) return this.run(() => this.redis.scard(key).then(() => 0));
+    return this.run(() => this.redis.sadd(key, ...members));
+  }
+
+  async srem(key: string, ...members: string[]): Promise<number> {
+    if (members.length === 0) return this.run(() => this.redis.scard(key).then(() => 0));
+    return this.run(() => this.redis.srem(key, ...members));
+  }
+
+  async smembers(key: string): Promise<string[]> {
+    return this.run(() => this.redis.smembers(key));
+  }
+
+  async sismember(key: string, member: string): Promise<boolean> {
+    return (await this.run(() => this.redis.sismember(key, member))) === 1;
+  }
+
+  async rpush(key: string, ...values: string[]): Promise<number> {
+    if (values.length === 0) return this.run(() => this.redis.llen(key));
+    return this.run(() => this.redis.rpush(key, ...values));
+  }
+
+  async lrange(key: string, start: number, stop: number): Promise<string[]> {
+    checkInteger(start, 'value');
+    checkInteger(stop, 'value');
+    return this.run(() => this.redis.lrange(key, start, stop));
+  }
+
+  async ltrim(key: string, start: number, stop: number): Promise<void> {
+    checkInteger(start, 'value');
+    checkInteger(stop, 'value');
+    await this.run(() => this.redis.ltrim(key, start, stop));
+  }
+
+  async notify(channel: string, message: string): Promise<void> {
+    // PUBLISH has no key, so ioredis does not prefix the channel; we do.
+    await this.run(() => this.redis.publish(this.keyPrefix + channel, message));
+  }
+
+  async listen(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
+    this.assertOpen();
+    const name = this.keyPrefix + channel;
+    const subscription: Subscription = { onMessage, active: true };
+    let state = this.channels.get(name);
+    if (state === undefined) {
+      const subscriber = this.subscriberConnection();
+      state = { subscriptions: new Set(), subscribed: subscriber.subscribe(name).then(() => undefined) };
+      this.channels.set(name, state);
+    }
+    state.subscriptions.add(subscription);
+    const stop = async (): Promise<void> => {
+      if (!subscription.active) return;
+      subscription.active = false;
+      const current = this.channels.get(name);
+      if (current === undefined || !current.subscriptions.delete(subscription)) return;
+      if (current.subscriptions.size > 0) return;
+      this.channels.delete(name);
+      // Never throws, also after close, so it is safe in cleanup code.
+      if (this.closing === undefined) {
+        await this.subscriber?.unsubscribe(name).catch((err: unknown) => {
+          this.logger.debug({ channel, err: errorMessage(err) }, 'redis unsubscribe failed');
+        });
+      }
+    };
+    try {
+      await Promise.race([state.subscribed, this.closed]);
+    } catch (err) {
+      if (this.channels.get(name) === state) this.channels.delete(name);
+      subscription.active = false;
+      throw scrub(err);
+    }
+    return stop;
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    if (this.redis.status !== 'ready') throw new Error(`Redis is not reachable (connection ${this.redis.status})`);
+    await withTimeout(this.redis.ping(), PING_TIMEOUT_MS, `Redis did not answer PING within ${PING_TIMEOUT_MS} ms`);
+  }
+
+  async close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    // New calls throw from now on. While connected, those in flight may finish first (autopipelined
+    // commands are written a tick later, after a QUIT sent now); while not, they fail at once.
+    if (this.redis.status === 'ready') {
+      await withTimeout(Promise.allSettled([...this.pending]), DRAIN_TIMEOUT_MS, 'drain').catch(() => undefined);
+    }
+    for (const state of this.channels.values()) for (const subscription of state.subscriptions) subscription.active = false;
+    this.channels.clear();
+    await Promise.all([quit(this.redis), this.subscriber === undefined ? undefined : quit(this.subscriber)]);
+    // ioredis leaves commands in its offline queue pending forever when it is disconnected while
+    // reconnecting; ours fail here instead.
+    this.markClosed(new Error('redis store is closed'));
+  }
+
+  /** Runs one command: throws once closed, re-sends a command ioredis aborted, scrubs values from errors. */
+  private async run<T>(command: () => Promise<T>): Promise<T> {
+    this.assertOpen();
+    const attempt = async (): Promise<T> => {
+      for (let tries = 1; ; tries += 1) {
+        try {
+          return await command();
+        } catch (err) {
+          // Only pipelines cut halfway are aborted (others are re-sent by ioredis itself). Like those,
+          // the command may have run already: sending it again keeps delivery at least once.
+          if (!isAbort(err) || tries >= MAX_ABORT_RETRIES || this.closing !== undefined) throw scrub(err);
+          this.logger.debug({ tries }, 'redis command aborted by a lost connection; sending it again');
+        }
+      }
+    };
+    const promise = Promise.race([attempt(), this.closed]);
+    this.pending.add(promise);
+    try {
+      return await promise;
+    } finally {
+      this.pending.delete(promise);
+    }
+  }
+
+  private script(name: string): ScriptCall {
+    const command = `${name}:${VERSION}`;
+    const call = (this.redis as unknown as Record<string, ScriptCall | undefined>)[command];
+    if (call === undefined) throw new Error(`no Lua script ${name} in src/store/lua`);
+    return call.bind(this.redis);
+  }
+
+  private subscriberConnection(): Redis {
+    if (this.subscriber !== undefined) return this.subscriber;
+    // Its own connection: one in subscriber mode accepts nothing else. ioredis subscribes it again to
+    // every channel after a reconnect (autoResubscribe).
+    const subscriber = this.redis.duplicate({ lazyConnect: false, enableAutoPipelining: false });
+    subscriber.on('message', (name: string, message: string) => this.dispatch(name, message));
+    this.watch(subscriber, 'subscriber');
+    this.subscriber = subscriber;
+    return subscriber;
+  }
+
+  private dispatch(name: string, message: string): void {
+    const state = this.channels.get(name);
+    if (state === undefined) return;
+    const channel = name.slice(this.keyPrefix.length);
+    const fail = (err: unknown): void => {
+      this.logger.error({ channel, err: errorMessage(err) }, 'store listener failed');
+    };
+    for (const subscription of [...state.subscriptions]) {
+      if (!subscription.active) continue;
+      try {
+        const result: unknown = subscription.onMessage(message);
+        if (result instanceof Promise) result.catch(fail);
+      } catch (err) {
+        fail(err);
+      }
+    }
+  }
+
+  /** Logs a lost connection once (warn) and its recovery (info); never a value. */
+  private watch(redis: Redis, connection: string): void {
+    let lost = false;
+    let lastError: string | undefined;
+    redis.on('error', (err: unknown) => {
+      lastError = errorMessage(err);
+      this.logger.debug({ connection, err: lastError }, 'redis connection error');
+    });
+    redis.on('close', () => {
+      if (lost || this.closing !== undefined) return;
+      lost = true;
+      this.logger.warn({ connection, err: lastError }, 'redis connection lost; commands wait until it is back');
+    });
+    redis.on('ready', () => {
+      if (!lost) return;
+      lost = false;
+      lastError = undefined;
+      this.logger.info({ connection }, 'redis connection restored');
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new Error('redis store is closed');
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
+
+/** ioredis puts the command with its arguments (our values) on errors; keep only its name. */
+function scrub(err: unknown): unknown {
+  if (err instanceof Error && 'command' in err) {
+    const command = (err as { command?: { name?: unknown } }).command;
+    (err as { command?: unknown }).command = { name: command?.name };
+  }
+  return err;
+}
+
+async function quit(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  try {
+    await withTimeout(redis.quit(), QUIT_TIMEOUT_MS, 'quit');
+  } catch {
+    // Unreachable or slow: drop the connection below.
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** host:port of a Redis URL, without credentials. */
+function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || '6379'}`;
+  } catch {
+    return '(unparsable url)';
+  }
+}
+
+function readPackageVersion(): string {
+  const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  const version = (pkg as { version?: unknown }).version;
+  if (typeof version !== 'string') throw new Error('package.json has no version');
+  return version;
+}
+
+function loadScripts(): { command: string; numberOfKeys: number; lua: string }[] {
+  const dir = new URL('./lua/', import.meta.url);
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.lua'))
+    .map((file) => {
+      const match = /^(.+)-(\d+)\.lua$/.exec(file);
+      if (match?.[1] === undefined || match[2] === undefined) throw new Error(`Lua script ${file} is not named <name>-<numKeys>.lua`);
+      // The version line makes the SHA differ per release, so deployed versions never share a script.
+      const lua = `-- switchboard ${VERSION}\n${readFileSync(new URL(file, dir), 'utf8')}`;
+      return { command: `${match[1]}:${VERSION}`, numberOfKeys: Number(match[2]), lua };
+    });
+}

@@ -1,0 +1,393 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, silentLogger, type Logger } from '../../src/core/logger.ts';
+import { MemoryStore } from '../../src/store/memory-store.ts';
+import { RedisStore } from '../../src/store/redis-store.ts';
+import type { Store } from '../../src/store/store.ts';
+import { redisUrl, uniqueName } from '../helpers/services.ts';
+
+/**
+ * One suite, run against every Store adapter: what the memory adapter does, the Redis adapter does
+ * too. Redis runs for real (REDIS_URL or localhost); each test gets its own key prefix and its keys
+ * are deleted afterwards.
+ */
+
+const WRONGTYPE = /^WRONGTYPE/;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
+
+let raw: Redis | undefined;
+async function rawRedis(): Promise<Redis> {
+  raw ??= new Redis(await redisUrl(), { maxRetriesPerRequest: 3 });
+  return raw;
+}
+
+/** Deletes every key under a prefix (SCAN, never FLUSHDB: the server is shared). */
+async function deleteKeys(prefix: string): Promise<void> {
+  const redis = await rawRedis();
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+afterAll(async () => {
+  await raw?.quit();
+});
+
+interface Opened {
+  readonly store: Store;
+  readonly cleanup: () => Promise<void>;
+}
+interface Adapter {
+  readonly name: string;
+  readonly open: (logger: Logger) => Promise<Opened>;
+}
+
+const adapters: Adapter[] = [
+  {
+    name: 'memory',
+    open: async (logger) => ({ store: await MemoryStore.open({ logger }), cleanup: async () => undefined }),
+  },
+  {
+    name: 'redis',
+    open: async (logger) => {
+      const keyPrefix = `${uniqueName()}:`;
+      const store = await RedisStore.open({ url: await redisUrl(), keyPrefix, logger });
+      return { store, cleanup: () => deleteKeys(keyPrefix) };
+    },
+  },
+];
+
+describe.each(adapters)('Store contract: $name', (adapter) => {
+  const opened: Opened[] = [];
+  let store: Store;
+
+  async function open(logger: Logger = silentLogger()): Promise<Store> {
+    const handle = await adapter.open(logger);
+    opened.push(handle);
+    return handle.store;
+  }
+
+  beforeEach(async () => {
+    store = await open();
+  });
+
+  afterEach(async () => {
+    for (const handle of opened.splice(0)) {
+      await handle.store.close();
+      await handle.cleanup();
+    }
+  });
+
+  it('set and get strings; ifAbsent writes only when the key is missing', async () => {
+    expect(await store.get('k')).toBeNull();
+    expect(await store.set('k', 'first', { ifAbsent: true })).toBe(true);
+    expect(await store.set('k', 'second', { ifAbsent: true })).toBe(false);
+    expect(await store.get('k')).toBe('first');
+    expect(await store.set('k', 'third')).toBe(true);
+    expect(await store.get('k')).toBe('third');
+    expect(await store.set('empty', '')).toBe(true);
+    expect(await store.get('empty')).toBe('');
+    expect(await store.set('unicode', 'grüße ✓ 🙂')).toBe(true);
+    expect(await store.get('unicode')).toBe('grüße ✓ 🙂');
+  });
+
+  it('expires keys after their TTL, and set without a TTL clears an old one', async () => {
+    await store.set('short', 'v', { ttlMs: 50 });
+    await store.set('kept', 'old', { ttlMs: 50 });
+    await store.set('kept', 'new');
+    await store.set('nx', 'v', { ttlMs: 50, ifAbsent: true });
+    expect(await store.get('short')).toBe('v');
+    await sleep(120);
+    expect(await store.get('short')).toBeNull();
+    expect(await store.get('nx')).toBeNull();
+    expect(await store.get('kept')).toBe('new');
+    expect(await store.set('short', 'again', { ifAbsent: true })).toBe(true);
+  });
+
+  it('rejects TTLs that are not positive integers', async () => {
+    await expect(store.set('k', 'v', { ttlMs: 0 })).rejects.toThrow(/invalid expire time/);
+    await expect(store.set('k', 'v', { ttlMs: -5 })).rejects.toThrow(/invalid expire time/);
+    await expect(store.set('k', 'v', { ttlMs: 1.5 })).rejects.toThrow(/invalid expire time/);
+    await expect(store.incr('n', 1, { ttlMs: 0 })).rejects.toThrow(/invalid expire time/);
+    expect(await store.get('k')).toBeNull();
+    expect(await store.get('n')).toBeNull();
+  });
+
+  it('take gives the value to exactly one of 50 concurrent callers', async () => {
+    await store.set('stash:1', 'payload');
+    const results = await Promise.all(Array.from({ length: 50 }, () => store.take('stash:1')));
+    expect(results.filter((r) => r === 'payload')).toHaveLength(1);
+    expect(results.filter((r) => r === null)).toHaveLength(49);
+    expect(await store.get('stash:1')).toBeNull();
+    expect(await store.take('missing')).toBeNull();
+  });
+
+  it('incr starts at 0, counts concurrent calls, and applies its TTL only when it creates the counter', async () => {
+    expect(await store.incr('n', 1, { ttlMs: 400 })).toBe(1);
+    await sleep(100);
+    expect(await store.incr('n', 5, { ttlMs: 400 })).toBe(6); // does not extend the TTL
+    await sleep(350);
+    expect(await store.get('n')).toBeNull();
+    expect(await store.incr('n')).toBe(1);
+    expect(await store.incr('n', -3)).toBe(-2);
+
+    const values = await Promise.all(Array.from({ length: 50 }, () => store.incr('many', 1, { ttlMs: 60_000 })));
+    expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('incr keeps an existing TTL and rejects values that are not integers', async () => {
+    await store.set('n', '10', { ttlMs: 100 });
+    expect(await store.incr('n', 1, { ttlMs: 60_000 })).toBe(11);
+    await sleep(170);
+    expect(await store.get('n')).toBeNull();
+    await store.set('word', 'abc');
+    await expect(store.incr('word')).rejects.toThrow(/not an integer/);
+    await expect(store.incr('word', 1, { ttlMs: 1_000 })).rejects.toThrow(/not an integer/);
+    await expect(store.incr('n', 0.5)).rejects.toThrow(/not an integer/);
+    expect(await store.get('word')).toBe('abc');
+  });
+
+  it('expire sets a TTL on existing keys of any type; a TTL that is not positive deletes', async () => {
+    expect(await store.expire('missing', 1_000)).toBe(false);
+    await store.sadd('s', 'a');
+    expect(await store.expire('s', 50)).toBe(true);
+    await store.set('gone', 'v');
+    expect(await store.expire('gone', 0)).toBe(true);
+    expect(await store.get('gone')).toBeNull();
+    await sleep(120);
+    expect(await store.smembers('s')).toEqual([]);
+    expect(await store.sadd('s', 'b')).toBe(1);
+  });
+
+  it('hashes: hset, hsetnx, hget, hgetall, hdel, hincr', async () => {
+    await store.hset('h', { a: '1', b: '2' });
+    await store.hset('h', {}); // nothing to write is not an error
+    expect(await store.hsetnx('h', 'a', 'x')).toBe(false);
+    expect(await store.hsetnx('h', 'c', '3')).toBe(true);
+    expect(await store.hsetnx('fresh', 'f', 'v')).toBe(true);
+    expect(await store.hget('h', 'a')).toBe('1');
+    expect(await store.hget('h', 'zz')).toBeNull();
+    expect(await store.hget('missing', 'a')).toBeNull();
+    expect(await store.hgetall('h')).toEqual({ a: '1', b: '2', c: '3' });
+    expect(await store.hgetall('missing')).toEqual({});
+    expect(await store.hincr('h', 'a', 5)).toBe(6);
+    expect(await store.hincr('h', 'new')).toBe(1);
+    expect(await store.hincr('other', 'f', -2)).toBe(-2);
+    await expect(store.hincr('h', 'b', 0.5)).rejects.toThrow(/not an integer/);
+    await store.hset('h', { word: 'abc' });
+    await expect(store.hincr('h', 'word')).rejects.toThrow(/not an integer/);
+    expect(await store.hdel('h', 'a', 'b', 'missing')).toBe(2);
+    expect(await store.hdel('h')).toBe(0);
+    expect(await store.hdel('h', 'c', 'new', 'word')).toBe(3);
+    // An emptied hash is gone, so the key is free for another type.
+    expect(await store.set('h', 'now a string', { ifAbsent: true })).toBe(true);
+  });
+
+  it('hash fields with odd names round-trip', async () => {
+    await store.hset('h', { ['__proto__']: 'p', constructor: 'c', '': 'empty', 'a b:c': 'd' });
+    const all = await store.hgetall('h');
+    expect(Object.keys(all).sort()).toEqual(['', '__proto__', 'a b:c', 'constructor']);
+    expect(all['__proto__']).toBe('p');
+    expect(await store.hget('h', '__proto__')).toBe('p');
+    expect(await store.hget('h', 'constructor')).toBe('c');
+  });
+
+  it('sets: sadd and srem count changes, emptied sets disappear', async () => {
+    expect(await store.sadd('s', 'a', 'b', 'a')).toBe(2);
+    expect(await store.sadd('s', 'b', 'c')).toBe(1);
+    expect(await store.sadd('s')).toBe(0);
+    expect((await store.smembers('s')).sort()).toEqual(['a', 'b', 'c']);
+    expect(await store.sismember('s', 'a')).toBe(true);
+    expect(await store.sismember('s', 'z')).toBe(false);
+    expect(await store.sismember('missing', 'a')).toBe(false);
+    expect(await store.srem('s', 'a', 'z')).toBe(1);
+    expect(await store.srem('s')).toBe(0);
+    expect(await store.srem('s', 'b', 'c')).toBe(2);
+    expect(await store.smembers('s')).toEqual([]);
+    expect(await store.del('s')).toBe(0);
+  });
+
+  it('lists: rpush, lrange with negative indexes, ltrim', async () => {
+    expect(await store.rpush('l', 'a', 'b', 'c')).toBe(3);
+    expect(await store.rpush('l', 'd', 'e')).toBe(5);
+    expect(await store.rpush('l')).toBe(5);
+    expect(await store.rpush('missing')).toBe(0);
+    expect(await store.lrange('l', 0, -1)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(await store.lrange('l', 1, 2)).toEqual(['b', 'c']);
+    expect(await store.lrange('l', -2, -1)).toEqual(['d', 'e']);
+    expect(await store.lrange('l', -100, 100)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(await store.lrange('l', 3, 1)).toEqual([]);
+    expect(await store.lrange('l', 5, 10)).toEqual([]);
+    expect(await store.lrange('missing', 0, -1)).toEqual([]);
+
+    await store.ltrim('l', -4, -1);
+    expect(await store.lrange('l', 0, -1)).toEqual(['b', 'c', 'd', 'e']);
+    await store.ltrim('l', 1, 2);
+    expect(await store.lrange('l', 0, -1)).toEqual(['c', 'd']);
+    await store.ltrim('l', 0, -1);
+    expect(await store.lrange('l', 0, -1)).toEqual(['c', 'd']);
+    await store.ltrim('l', 5, 10);
+    expect(await store.lrange('l', 0, -1)).toEqual([]);
+    expect(await store.del('l')).toBe(0); // an emptied list is gone
+    await store.ltrim('missing', 0, 1);
+  });
+
+  it('throws WRONGTYPE when an operation meets a key of another type', async () => {
+    await store.hset('h', { f: 'v' });
+    await store.set('s', 'v');
+    await store.rpush('l', 'x');
+    await expect(store.get('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.take('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.incr('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.incr('h', 1, { ttlMs: 1_000 })).rejects.toThrow(WRONGTYPE);
+    await expect(store.hget('s', 'f')).rejects.toThrow(WRONGTYPE);
+    await expect(store.hset('s', {})).rejects.toThrow(WRONGTYPE);
+    await expect(store.hincr('l', 'f')).rejects.toThrow(WRONGTYPE);
+    await expect(store.sadd('s', 'x')).rejects.toThrow(WRONGTYPE);
+    await expect(store.sadd('s')).rejects.toThrow(WRONGTYPE);
+    await expect(store.smembers('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.rpush('h', 'x')).rejects.toThrow(WRONGTYPE);
+    await expect(store.rpush('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.lrange('s', 0, -1)).rejects.toThrow(WRONGTYPE);
+    await expect(store.ltrim('h', 0, 1)).rejects.toThrow(WRONGTYPE);
+    // The failed calls changed nothing; SET replaces a key of any type.
+    expect(await store.hgetall('h')).toEqual({ f: 'v' });
+    expect(await store.set('h', 'plain')).toBe(true);
+    expect(await store.get('h')).toBe('plain');
+  });
+
+  it('del removes keys of any type and counts those that existed', async () => {
+    await store.set('a', '1');
+    await store.hset('h', { f: 'v' });
+    await store.sadd('s', 'm');
+    await store.rpush('l', 'x');
+    expect(await store.del()).toBe(0);
+    expect(await store.del('a', 'h', 's', 'l', 'missing')).toBe(4);
+    expect(await store.get('a')).toBeNull();
+    expect(await store.hgetall('h')).toEqual({});
+    expect(await store.smembers('s')).toEqual([]);
+    expect(await store.lrange('l', 0, -1)).toEqual([]);
+    expect(await store.del('a')).toBe(0);
+  });
+
+  it('notify reaches every listener of the channel until it unsubscribes; a throwing listener is logged', async () => {
+    const lines: string[] = [];
+    const logged = await open(createLogger('error', { write: (line: string) => void lines.push(line) }));
+    const a: string[] = [];
+    const b: string[] = [];
+    const stopA = await logged.listen('ch', (m) => a.push(m));
+    await logged.listen('ch', () => {
+      throw new Error('listener broke');
+    });
+    await logged.listen('ch', (m) => b.push(m));
+    await logged.listen('other', (m) => b.push(`other:${m}`));
+
+    await logged.notify('ch', 'one');
+    await waitFor(() => a.length === 1 && b.length === 1);
+    expect(a).toEqual(['one']);
+    expect(b).toEqual(['one']);
+    await waitFor(() => lines.some((line) => line.includes('listener broke')));
+
+    await stopA();
+    await stopA(); // twice is harmless
+    await logged.notify('ch', 'two');
+    await logged.notify('other', 'three');
+    await waitFor(() => b.length === 3);
+    expect(a).toEqual(['one']);
+    expect(b).toEqual(['one', 'two', 'other:three']);
+    await logged.notify('nobody-listens', 'x');
+  });
+
+  it('a channel can be left and listened to again', async () => {
+    const got: string[] = [];
+    const stop = await store.listen('ch', (m) => got.push(`first:${m}`));
+    await stop();
+    await store.listen('ch', (m) => got.push(`second:${m}`));
+    await store.notify('ch', 'x');
+    await waitFor(() => got.length === 1);
+    await sleep(30);
+    expect(got).toEqual(['second:x']);
+  });
+
+  it('every operation throws after close; close and unsubscribing stay safe', async () => {
+    const closing = await open();
+    const stop = await closing.listen('ch', () => undefined);
+    await closing.set('k', 'v');
+    await closing.ping();
+    await closing.close();
+    await closing.close(); // idempotent
+    await expect(closing.ping()).rejects.toThrow(/closed/);
+    await expect(closing.get('k')).rejects.toThrow(/closed/);
+    await expect(closing.set('k', 'v')).rejects.toThrow(/closed/);
+    await expect(closing.del('k')).rejects.toThrow(/closed/);
+    await expect(closing.hgetall('h')).rejects.toThrow(/closed/);
+    await expect(closing.sadd('s', 'x')).rejects.toThrow(/closed/);
+    await expect(closing.rpush('l', 'x')).rejects.toThrow(/closed/);
+    await expect(closing.notify('ch', 'x')).rejects.toThrow(/closed/);
+    await expect(closing.listen('ch', () => undefined)).rejects.toThrow(/closed/);
+    await stop();
+  });
+});
+
+describe('RedisStore specifics', () => {
+  const stores: RedisStore[] = [];
+  const prefixes: string[] = [];
+  async function open(): Promise<RedisStore> {
+    const keyPrefix = `${uniqueName()}:`;
+    prefixes.push(keyPrefix);
+    const store = await RedisStore.open({ url: await redisUrl(), keyPrefix, logger: silentLogger() });
+    stores.push(store);
+    return store;
+  }
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((store) => store.close()));
+    for (const prefix of prefixes.splice(0)) await deleteKeys(prefix);
+  });
+
+  it('keys and channels carry the prefix, so two deployments never meet', async () => {
+    const [one, two] = [await open(), await open()];
+    await one.set('k', 'one');
+    await two.set('k', 'two');
+    expect(await one.get('k')).toBe('one');
+    expect(await (await rawRedis()).get(`${prefixes[0]}k`)).toBe('one');
+
+    const heardByTwo: string[] = [];
+    const heardByOne: string[] = [];
+    await two.listen('ch', (m) => heardByTwo.push(m));
+    await one.listen('ch', (m) => heardByOne.push(m));
+    await one.notify('ch', 'for one');
+    await waitFor(() => heardByOne.length === 1);
+    await two.notify('ch', 'for two');
+    await waitFor(() => heardByTwo.length === 1);
+    expect(heardByOne).toEqual(['for one']);
+    expect(heardByTwo).toEqual(['for two']);
+  });
+
+  it('errors from Redis do not carry the values of the command', async () => {
+    const store = await open();
+    await store.set('s', 'v');
+    const err: unknown = await store.rpush('s', 'secret-value').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(WRONGTYPE);
+    expect(JSON.stringify({ ...(err as object) })).not.toContain('secret-value');
+  });
+
+  it('open fails with a clear error when nothing listens', async () => {
+    const started = Date.now();
+    await expect(RedisStore.open({ url: 'redis://127.0.0.1:1', logger: silentLogger() })).rejects.toThrow(
+      /Redis at 127\.0\.0\.1:1 cannot be reached/,
+    );
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
