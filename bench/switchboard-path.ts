@@ -1,10 +1,10 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { startApp, type RunningApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { RoleName } from '../src/roles.ts';
+import { TASK_EVENTS_CHANNEL, TaskNoticeSchema } from '../src/platforms/http/tasks.ts';
+import type { Store } from '../src/store/store.ts';
 import { summarise, type Throughput } from './stats.ts';
 
 export const BENCH_KEY = 'bench-secret-123456';
@@ -35,49 +35,39 @@ export async function startBenchApp(env: Record<string, string>, roles: RoleName
   return startApp({ config, roles, logger: createLogger(config.logLevel) });
 }
 
-/** A callback receiver: resolves each task's completion when its final reply is POSTed back. */
-export async function callbackSink(): Promise<{ url: string; waitFor(taskId: string): Promise<number>; close(): Promise<void> }> {
+/** Resolves each task's completion when the http sender records its final event (the task-events channel). */
+export async function taskCompletions(store: Store): Promise<{ waitFor(taskId: string): Promise<number>; close(): Promise<void> }> {
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const at = performance.now();
-      const payload = JSON.parse(Buffer.concat(chunks).toString()) as { taskId: string; status: string };
-      res.writeHead(204).end();
-      if (payload.status !== 'done' && payload.status !== 'failed') return;
-      const resolve = waiting.get(payload.taskId);
-      if (resolve) resolve(at);
-      else early.set(payload.taskId, at);
-    });
+  const stop = await store.listen(TASK_EVENTS_CHANNEL, (message) => {
+    const notice = TaskNoticeSchema.parse(JSON.parse(message));
+    if (notice.status !== 'done' && notice.status !== 'failed') return;
+    const at = performance.now();
+    const resolve = waiting.get(notice.taskId);
+    if (resolve) resolve(at);
+    else early.set(notice.taskId, at);
   });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/done`,
     waitFor(taskId) {
       const at = early.get(taskId);
       if (at !== undefined) return Promise.resolve(at);
       return new Promise((resolve) => waiting.set(taskId, resolve));
     },
-    close: () => {
-      server.closeAllConnections();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: stop,
   };
 }
 
 /**
  * End-to-end tasks through api → RabbitMQ → worker → RabbitMQ → sender:http: from the POST to the
- * final reply arriving at the task's callback URL.
+ * moment the http sender has recorded the final reply on the task (what GET would now return).
  */
 export async function driveTasks(
   apiUrl: string,
+  store: Store,
   tasks: readonly { text: string; conversation: string }[],
   concurrency: number,
 ): Promise<Throughput & { latenciesMs: number[] }> {
-  const sink = await callbackSink();
+  const sink = await taskCompletions(store);
   const latencies: number[] = [];
   const completions: Promise<void>[] = [];
   const started = performance.now();
@@ -91,7 +81,7 @@ export async function driveTasks(
         const response = await fetch(`${apiUrl}/v1/tasks`, {
           method: 'POST',
           headers: { authorization: `Bearer ${BENCH_KEY}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ ...task, callbackUrl: sink.url }),
+          body: JSON.stringify(task),
         });
         if (response.status !== 202) throw new Error(`POST answered ${response.status}: ${await response.text()}`);
         const { taskId } = (await response.json()) as { taskId: string };

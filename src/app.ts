@@ -18,6 +18,7 @@ import { Metrics } from './core/metrics.ts';
 import { serveMetrics } from './core/metrics-server.ts';
 import { buildApi } from './platforms/http/api.ts';
 import { HttpSender } from './platforms/http/sender.ts';
+import { TaskEventHub } from './platforms/http/task-event-hub.ts';
 import { TaskStore } from './platforms/http/tasks.ts';
 import { ROLE_NAMES, type RoleName } from './roles.ts';
 import type { Store } from './store/store.ts';
@@ -107,10 +108,14 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(deadLetters);
     }
     if (roles.includes('api')) {
+      const hub = new TaskEventHub(store, logger.child({ component: 'task-events' }));
+      await hub.start();
+      running.push(hub);
       api = await buildApi({
         bus: envelopes,
         store,
         tasks,
+        hub,
         deadLetters,
         metrics,
         logger,

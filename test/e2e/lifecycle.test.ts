@@ -100,6 +100,21 @@ describe.each(MODES)('%s mode', (mode: Mode) => {
     });
   });
 
+  describe('shutdown', () => {
+    it('ends open event streams instead of waiting for them', async () => {
+      const { sb, llm } = await withLlm();
+      llm.respond(() => ({ text: 'late', delayMs: 10_000 }));
+      const post = await sb.request('alice', 'POST', '/v1/tasks', { text: 'keep streaming' });
+      const { taskId } = (await post.json()) as { taskId: string };
+      const stream = await sb.request('alice', 'GET', `/v1/tasks/${taskId}/events`);
+      const body = stream.text();
+      const started = Date.now();
+      await sb.stop();
+      await body; // the stream ended
+      expect(Date.now() - started).toBeLessThan(5000);
+    });
+  });
+
   describe('restart', () => {
     it('keeps a conversation written before a stop and uses it after a start', async () => {
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-restart-'));

@@ -14,6 +14,7 @@ import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
+import type { TaskEventHub } from './task-event-hub.ts';
 import type { TaskStore } from './tasks.ts';
 
 declare module 'fastify' {
@@ -27,6 +28,7 @@ export interface ApiServices {
   readonly bus: EnvelopeBus;
   readonly store: Store;
   readonly tasks: TaskStore;
+  readonly hub: TaskEventHub;
   readonly deadLetters: DeadLetters;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -81,6 +83,8 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
     return reply.code(500).send(new ApiError('INTERNAL').toBody());
   });
   app.setNotFoundHandler((_request, reply) => reply.code(404).send(new ApiError('NOT_FOUND').toBody()));
+
+  app.addHook('preClose', async () => services.hub.endStreams());
 
   registerHealthRoutes(app, services);
   registerTaskRoutes(app, services);

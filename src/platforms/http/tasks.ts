@@ -37,6 +37,16 @@ export type StreamItem =
   | { readonly id: string; readonly type: 'reply'; readonly data: { text: string; at: string } }
   | { readonly id: string; readonly type: 'status'; readonly data: { status: TaskStatus; error?: string } };
 
+/** The store channel on which every recorded task event is announced (one per deployment, not per task). */
+export const TASK_EVENTS_CHANNEL = 'task-events';
+
+export const TaskNoticeSchema = z.object({
+  taskId: z.string(),
+  eventId: z.string(),
+  status: z.enum(['running', 'done', 'failed']).optional(),
+});
+export type TaskNotice = z.infer<typeof TaskNoticeSchema>;
+
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(['done', 'failed']);
 export const isTerminal = (status: TaskStatus): boolean => TERMINAL.has(status);
 
@@ -53,8 +63,6 @@ export class TaskStore {
 
   private recordKey = (taskId: string): string => `task:${taskId}`;
   private eventsKey = (taskId: string): string => `task:${taskId}:events`;
-  /** The store channel on which a task's changes are announced. */
-  channel = (taskId: string): string => `task:${taskId}`;
 
   async create(record: TaskRecord): Promise<void> {
     await this.store.set(this.recordKey(record.taskId), JSON.stringify(record), { ttlMs: this.ttlMs });
@@ -75,7 +83,8 @@ export class TaskStore {
     const added = await this.store.hsetnx(key, eventId, JSON.stringify(event));
     if (added) {
       await this.store.expire(key, this.ttlMs);
-      await this.store.notify(this.channel(taskId), eventId);
+      const notice: TaskNotice = { taskId, eventId, ...('status' in event && event.status ? { status: event.status } : {}) };
+      await this.store.notify(TASK_EVENTS_CHANNEL, JSON.stringify(notice));
     }
     return added;
   }

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Store } from '../../../store/store.ts';
+import type { TaskEventHub } from '../task-event-hub.ts';
 import { isTerminal, streamItems, type StreamItem, type TaskRecord, type TaskStore } from '../tasks.ts';
 
 const HEARTBEAT_MS = 15_000;
@@ -16,7 +16,7 @@ export async function streamTaskEvents(
   reply: FastifyReply,
   record: TaskRecord,
   tasks: TaskStore,
-  store: Store,
+  hub: TaskEventHub,
 ): Promise<void> {
   const lastEventId = request.headers['last-event-id'];
   let cursor = typeof lastEventId === 'string' ? lastEventId : '';
@@ -56,7 +56,8 @@ export async function streamTaskEvents(
       });
   };
 
-  const stopListening = await store.listen(tasks.channel(record.taskId), schedule);
+  const stopListening = hub.subscribe(record.taskId, schedule);
+  const untrack = hub.trackStream(finish);
   const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
   const poll = setInterval(schedule, POLL_MS);
   function finish(): void {
@@ -64,7 +65,8 @@ export async function streamTaskEvents(
     closed = true;
     clearInterval(heartbeat);
     clearInterval(poll);
-    void stopListening();
+    stopListening();
+    untrack();
     res.end();
   }
   res.on('close', finish);

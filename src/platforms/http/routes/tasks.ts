@@ -28,7 +28,7 @@ const errors = {
 };
 
 export function registerTaskRoutes(app: FastifyInstance, services: ApiServices): void {
-  const { tasks, bus, store, config } = services;
+  const { tasks, bus, store, config, hub } = services;
   const idempotency = new IdempotencyKeys(store, config.taskTtlMs);
   const api = app.withTypeProvider<ZodTypeProvider>();
 
@@ -131,7 +131,7 @@ export function registerTaskRoutes(app: FastifyInstance, services: ApiServices):
     },
     async (request, reply) => {
       const record = await ownTask(request.client as ApiClient, request.params.taskId);
-      await streamTaskEvents(request, reply, record, tasks, store);
+      await streamTaskEvents(request, reply, record, tasks, hub);
     },
   );
 
