@@ -13,12 +13,12 @@
  * await store.incr(`quota:${user}`, 1, { ttlMs: 60_000 });
  * await store.close();
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import { checkInteger, checkTtl } from './memory-store-snapshot.ts';
 import type { SetOptions, Store } from './store.ts';
+import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub, withTimeout } from './redis-support.ts';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]` */
@@ -37,7 +37,7 @@ const MAX_ABORT_RETRIES = 5;
 
 const VERSION = readPackageVersion();
 /** Lua scripts from ./lua/<name>-<numKeys>.lua, tagged with the package version. */
-const SCRIPTS = loadScripts();
+const SCRIPTS = loadScripts(VERSION);
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 interface Subscription {
@@ -256,7 +256,10 @@ export class RedisStore implements Store {
     }
     for (const state of this.channels.values()) for (const subscription of state.subscriptions) subscription.active = false;
     this.channels.clear();
-    await Promise.all([quit(this.redis), this.subscriber === undefined ? undefined : quit(this.subscriber)]);
+    await Promise.all([
+      quit(this.redis, QUIT_TIMEOUT_MS),
+      this.subscriber === undefined ? undefined : quit(this.subscriber, QUIT_TIMEOUT_MS),
+    ]);
     // ioredis leaves commands in its offline queue pending forever when it is disconnected while
     // reconnecting; ours fail here instead.
     this.markClosed(new Error('redis store is closed'));
@@ -346,70 +349,4 @@ export class RedisStore implements Store {
   private assertOpen(): void {
     if (this.closing !== undefined) throw new Error('redis store is closed');
   }
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && err.name === 'AbortError';
-}
-
-/** ioredis puts the command with its arguments (our values) on errors; keep only its name. */
-function scrub(err: unknown): unknown {
-  if (err instanceof Error && 'command' in err) {
-    const command = (err as { command?: { name?: unknown } }).command;
-    (err as { command?: unknown }).command = { name: command?.name };
-  }
-  return err;
-}
-
-async function quit(redis: Redis): Promise<void> {
-  if (redis.status !== 'ready') {
-    redis.disconnect();
-    return;
-  }
-  try {
-    await withTimeout(redis.quit(), QUIT_TIMEOUT_MS, 'quit');
-  } catch {
-    // Unreachable or slow: drop the connection below.
-  } finally {
-    redis.disconnect();
-  }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** host:port of a Redis URL, without credentials. */
-function describeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.hostname}:${parsed.port || '6379'}`;
-  } catch {
-    return '(unparsable url)';
-  }
-}
-
-function readPackageVersion(): string {
-  const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  const version = (pkg as { version?: unknown }).version;
-  if (typeof version !== 'string') throw new Error('package.json has no version');
-  return version;
-}
-
-function loadScripts(): { command: string; numberOfKeys: number; lua: string }[] {
-  const dir = new URL('./lua/', import.meta.url);
-  return readdirSync(dir)
-    .filter((file) => file.endsWith('.lua'))
-    .map((file) => {
-      const match = /^(.+)-(\d+)\.lua$/.exec(file);
-      if (match?.[1] === undefined || match[2] === undefined) throw new Error(`Lua script ${file} is not named <name>-<numKeys>.lua`);
-      // The version line makes the SHA differ per release, so deployed versions never share a script.
-      const lua = `-- switchboard ${VERSION}\n${readFileSync(new URL(file, dir), 'utf8')}`;
-      return { command: `${match[1]}:${VERSION}`, numberOfKeys: Number(match[2]), lua };
-    });
 }
