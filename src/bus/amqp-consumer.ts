@@ -82,13 +82,10 @@ export class AmqpConsumer implements Subscription {
     if (this.channel && !this.consumerTag) await Promise.race([this.attaching?.catch(() => undefined), this.aborted]);
     if (this.isGone()) return;
     const channel = this.channel;
-    if (channel && this.consumerTag && isChannelOpen(channel)) {
-      try {
-        await channel.cancel(this.consumerTag);
-      } catch {
-        // The channel died meanwhile: the broker takes back what it held.
-      }
-    }
+    // No basic.cancel: on a single-active-consumer queue RabbitMQ would make the next consumer
+    // active at once, while this one still finishes earlier messages, and a conversation's order
+    // would break. Instead, deliveries that arrive from now on are left unhandled and unacked, and
+    // closing the channel below returns them to the head of the queue, in order, to the next one.
     // Handlers in flight settle their messages on this channel before it closes.
     while (this.running.size > 0 && this.state === 'cancelling') {
       await Promise.race([Promise.allSettled([...this.running]), this.aborted]);
@@ -181,8 +178,8 @@ export class AmqpConsumer implements Subscription {
       void closeQuietly(channel);
       return;
     }
-    // Aborted: not handled, not settled; the broker redelivers it once the channel is closed.
-    if (this.state === 'gone') return;
+    // Aborted or cancelling: not handled, not settled; the broker redelivers it once the channel is closed.
+    if (this.state === 'gone' || this.state === 'cancelling') return;
     let message: BusMessage;
     try {
       message = toBusMessage(raw, this.ctx.names);

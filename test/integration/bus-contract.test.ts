@@ -394,6 +394,29 @@ describe.each(adapters)('Bus contract: $name', (adapter) => {
     expect(a.messages.map(text)).toEqual(['0', '1', '2', '3', '4']);
   });
 
+  it('hands a single-active queue over after cancel without the next consumer overtaking what the first still finishes', async () => {
+    const bus = await workQueue({ singleActiveConsumer: true });
+    const order: string[] = [];
+    // Like a worker keeping a conversation in order: handlers run one after another.
+    let chain = Promise.resolve();
+    const serial = async (msg: BusMessage): Promise<void> => {
+      const turn = chain.then(async () => {
+        await sleep(10);
+        order.push(text(msg));
+      });
+      chain = turn;
+      await turn;
+    };
+    const a = await bus.consume('work', serial, { prefetch: 5 });
+    const b = await bus.consume('work', async (msg) => void order.push(text(msg)), { prefetch: 5 });
+    for (let i = 0; i < 20; i++) await bus.publish(EX, 'agent.1', Buffer.from(String(i).padStart(2, '0')));
+    await waitFor(() => order.length >= 2);
+    await a.cancel();
+    await waitFor(() => order.length === 20);
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => String(i).padStart(2, '0')));
+    await b.cancel();
+  });
+
   it('cancel waits for in-flight handlers and stops deliveries to that consumer', async () => {
     const bus = await workQueue();
     const held = deferred();
