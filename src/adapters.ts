@@ -20,24 +20,31 @@ export interface Adapters {
  * REDIS_URL are set (distributed mode), else the embedded memory adapters with snapshots in DATA_DIR.
  */
 export function adapterMode(config: Config): Adapters['mode'] {
-  if (!config.amqpUrl && !config.redisUrl) return 'embedded';
-  if (!config.amqpUrl || !config.redisUrl) {
-    throw new ConfigError(`${config.amqpUrl ? 'REDIS_URL' : 'AMQP_URL'}: distributed mode needs both AMQP_URL and REDIS_URL`);
+  return engineUrls(config) ? 'distributed' : 'embedded';
+}
+
+/** Both URLs (distributed mode), none (embedded), or a ConfigError for half of them. */
+function engineUrls(config: Config): { amqpUrl: string; redisUrl: string } | undefined {
+  const { amqpUrl, redisUrl } = config;
+  if (amqpUrl && redisUrl) return { amqpUrl, redisUrl };
+  if (amqpUrl || redisUrl) {
+    throw new ConfigError(`${amqpUrl ? 'REDIS_URL' : 'AMQP_URL'}: distributed mode needs both AMQP_URL and REDIS_URL`);
   }
-  return 'distributed';
+  return undefined;
 }
 
 export async function openAdapters(config: Config, logger: Logger): Promise<Adapters> {
-  if (adapterMode(config) === 'distributed' && config.amqpUrl && config.redisUrl) {
+  const urls = engineUrls(config);
+  if (urls) {
     const bus = await AmqpBus.open({
-      url: config.amqpUrl,
+      url: urls.amqpUrl,
       logger: logger.child({ component: 'amqp-bus' }),
       namespace: config.bus.namespace,
       deliveryLimit: config.bus.deliveryLimit,
     });
     try {
       const store = await RedisStore.open({
-        url: config.redisUrl,
+        url: urls.redisUrl,
         logger: logger.child({ component: 'redis-store' }),
         keyPrefix: config.redisPrefix,
       });

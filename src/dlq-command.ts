@@ -1,5 +1,5 @@
-import { openAdapters } from './adapters.ts';
-import { DeadLetters } from './bus/dead-letters.ts';
+import { adapterMode, openAdapters } from './adapters.ts';
+import { DeadLetters, deadLetterView } from './bus/dead-letters.ts';
 import type { Config } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
@@ -14,7 +14,7 @@ export async function runDlqCommand(
   args: { action: string | undefined; id: string | undefined; all: boolean; limit: number },
   out: (line: string) => void,
 ): Promise<number> {
-  if (!config.amqpUrl || !config.redisUrl) {
+  if (adapterMode(config) === 'embedded') {
     throw new ConfigError(
       'dlq: the embedded bus lives inside the running process; set AMQP_URL and REDIS_URL, or use GET /v1/dead-letters and POST /v1/dead-letters/:id/replay as an admin',
     );
@@ -24,7 +24,7 @@ export async function runDlqCommand(
     const deadLetters = new DeadLetters(bus, store, logger, { max: config.bus.deadLettersMax });
     if (args.action === 'list') {
       const all = await deadLetters.list(args.limit);
-      for (const d of all) out(JSON.stringify({ ...d, body: Buffer.from(d.body, 'base64').toString('utf8'), headers: undefined }));
+      for (const record of all) out(JSON.stringify(deadLetterView(record)));
       out(`${all.length} dead letter(s)`);
       return 0;
     }

@@ -20,6 +20,13 @@ export const DeadLetterRecordSchema = z.object({
 });
 export type DeadLetterRecord = z.infer<typeof DeadLetterRecordSchema>;
 
+/** What people see of a dead letter: its body as text, without the transport headers. */
+export type DeadLetterView = Omit<DeadLetterRecord, 'headers'>;
+
+export function deadLetterView({ headers: _headers, body, ...rest }: DeadLetterRecord): DeadLetterView {
+  return { ...rest, body: Buffer.from(body, 'base64').toString('utf8') };
+}
+
 /**
  * Keeps what reaches the dead-letter queue where people can see it: each dead letter is moved into
  * the store (keyed by message id, newest `max` kept), listed for admins, and replayed to its
@@ -99,7 +106,9 @@ export class DeadLetters {
     await this.trim();
   }
 
+  /** Drops the oldest beyond `max`; reads them all only when there are too many. */
   private async trim(): Promise<void> {
+    if ((await this.store.hlen(KEY)) <= this.options.max) return;
     const all = await this.list(Number.MAX_SAFE_INTEGER);
     const excess = all.length - this.options.max;
     if (excess > 0) await this.store.hdel(KEY, ...all.slice(0, excess).map((r) => r.messageId));

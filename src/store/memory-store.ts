@@ -183,6 +183,10 @@ export class MemoryStore implements Store {
     return hash === undefined ? {} : Object.fromEntries(hash.value);
   }
 
+  async hlen(key: string): Promise<number> {
+    return this.read(key, 'hash')?.value.size ?? 0;
+  }
+
   async hdel(key: string, ...fields: string[]): Promise<number> {
     const hash = this.read(key, 'hash');
     if (hash === undefined) return 0;

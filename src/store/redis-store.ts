@@ -152,6 +152,10 @@ export class RedisStore implements Store {
     return this.run(() => this.redis.hgetall(key));
   }
 
+  async hlen(key: string): Promise<number> {
+    return this.run(() => this.redis.hlen(key));
+  }
+
   async hdel(key: string, ...fields: string[]): Promise<number> {
     if (fields.length === 0) return this.run(() => this.redis.hlen(key).then(() => 0));
     return this.run(() => this.redis.hdel(key, ...fields));

@@ -34,6 +34,8 @@ export interface Store {
   hget(key: string, field: string): Promise<string | null>;
   hgetall(key: string): Promise<Record<string, string>>;
   hdel(key: string, ...fields: string[]): Promise<number>;
+  /** Number of fields of a hash (0 when missing). */
+  hlen(key: string): Promise<number>;
   hincr(key: string, field: string, by?: number): Promise<number>;
 
   /** Returns how many members were new. */

@@ -181,6 +181,8 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.hget('missing', 'a')).toBeNull();
     expect(await store.hgetall('h')).toEqual({ a: '1', b: '2', c: '3' });
     expect(await store.hgetall('missing')).toEqual({});
+    expect(await store.hlen('h')).toBe(3);
+    expect(await store.hlen('missing')).toBe(0);
     expect(await store.hincr('h', 'a', 5)).toBe(6);
     expect(await store.hincr('h', 'new')).toBe(1);
     expect(await store.hincr('other', 'f', -2)).toBe(-2);

@@ -23,8 +23,9 @@ export class Inbox {
     const key = this.key(address);
     if (!(await this.store.hsetnx(key, id, JSON.stringify({ id, ...message })))) return;
     await this.store.expire(key, this.ttlMs);
+    if ((await this.store.hlen(key)) <= MAX_MESSAGES) return;
     const ids = Object.keys(await this.store.hgetall(key)).sort();
-    if (ids.length > MAX_MESSAGES) await this.store.hdel(key, ...ids.slice(0, ids.length - MAX_MESSAGES));
+    await this.store.hdel(key, ...ids.slice(0, ids.length - MAX_MESSAGES));
   }
 
   /** Oldest first. */

@@ -29,24 +29,23 @@ export class TaskEventHub {
     });
   }
 
-  /** Calls `listener` for each event recorded on the task; returns the function that stops it. */
-  subscribe(taskId: string, listener: (notice: TaskNotice) => void): () => void {
+  /**
+   * Opens a stream's subscription: `listener` hears each event recorded on the task, and `end`
+   * is called by `endStreams()` when the server closes. Returns the function that closes it.
+   */
+  subscribe(taskId: string, listener: (notice: TaskNotice) => void, end: () => void): () => void {
     let set = this.listeners.get(taskId);
     if (!set) {
       set = new Set();
       this.listeners.set(taskId, set);
     }
     set.add(listener);
+    this.streams.add(end);
     return () => {
+      this.streams.delete(end);
       set.delete(listener);
       if (set.size === 0 && this.listeners.get(taskId) === set) this.listeners.delete(taskId);
     };
-  }
-
-  /** Registers an open event stream, ended by `endStreams()` when the server closes. */
-  trackStream(end: () => void): () => void {
-    this.streams.add(end);
-    return () => this.streams.delete(end);
   }
 
   /** Ends every open event stream (clients reconnect with Last-Event-ID). */

@@ -1,21 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { DeadLetters } from '../../../bus/dead-letters.ts';
+import { DeadLetterRecordSchema, deadLetterView, type DeadLetters } from '../../../bus/dead-letters.ts';
 import type { ApiClient } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { ErrorBodySchema } from '../schemas.ts';
 
-const DeadLetterViewSchema = z.object({
-  messageId: z.string(),
-  reason: z.string(),
-  queue: z.string(),
-  exchange: z.string(),
-  routingKey: z.string(),
-  deadAt: z.string(),
-  /** The message body as text (envelopes are JSON). */
-  body: z.string(),
-});
+/** A dead letter as admins see it: the body as text, without the transport headers. */
+const DeadLetterViewSchema = DeadLetterRecordSchema.omit({ headers: true });
 
 const errors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 
@@ -38,10 +30,7 @@ export function registerDeadLetterRoutes(app: FastifyInstance, deadLetters: Dead
       },
     },
     async (request) => ({
-      deadLetters: (await deadLetters.list(request.query.limit)).map(({ headers: _headers, body, ...rest }) => ({
-        ...rest,
-        body: Buffer.from(body, 'base64').toString('utf8'),
-      })),
+      deadLetters: (await deadLetters.list(request.query.limit)).map(deadLetterView),
     }),
   );
 

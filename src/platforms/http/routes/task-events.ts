@@ -56,8 +56,7 @@ export async function streamTaskEvents(
       });
   };
 
-  const stopListening = hub.subscribe(record.taskId, schedule);
-  const untrack = hub.trackStream(finish);
+  const unsubscribe = hub.subscribe(record.taskId, schedule, finish);
   const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
   const poll = setInterval(schedule, POLL_MS);
   function finish(): void {
@@ -65,8 +64,7 @@ export async function streamTaskEvents(
     closed = true;
     clearInterval(heartbeat);
     clearInterval(poll);
-    stopListening();
-    untrack();
+    unsubscribe();
     res.end();
   }
   res.on('close', finish);
