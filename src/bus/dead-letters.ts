@@ -1,3 +1,4 @@
+import { errorMessage } from '../core/errors.ts';
 import { z } from 'zod';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -5,6 +6,9 @@ import type { Store } from '../store/store.ts';
 import { DEAD_LETTER_QUEUE, DeadLetterHeaders, type Bus, type BusMessage, type Headers, type Subscription } from './bus.ts';
 
 const KEY = 'dead-letters';
+/** Headers the bus or RabbitMQ add when they dead-letter a message; a replay sends it without them. */
+const ADDED_HEADERS: ReadonlySet<string> = new Set(Object.values(DeadLetterHeaders));
+const isAddedHeader = (name: string): boolean => ADDED_HEADERS.has(name) || /^x-(death|first-death-|last-death-)/.test(name);
 
 export const DeadLetterRecordSchema = z.object({
   messageId: z.string(),
@@ -55,24 +59,45 @@ export class DeadLetters {
     await this.subscription?.abort();
   }
 
-  /** Oldest first. */
+  /** Oldest first. A record that cannot be read (written by another version) is logged and skipped. */
   async list(limit = 100): Promise<DeadLetterRecord[]> {
-    const all = Object.values(await this.store.hgetall(KEY)).map((raw) => DeadLetterRecordSchema.parse(JSON.parse(raw)));
+    const all: DeadLetterRecord[] = [];
+    for (const [id, raw] of Object.entries(await this.store.hgetall(KEY))) {
+      const record = this.parse(id, raw);
+      if (record) all.push(record);
+    }
     return all.sort((a, b) => a.deadAt.localeCompare(b.deadAt) || a.messageId.localeCompare(b.messageId)).slice(0, limit);
   }
 
-  /** Publishes the dead letter again where it first went, then forgets it; false when there is no such id. */
+  /**
+   * Publishes the dead letter again where it first went; false when there is no such id. It is
+   * removed before the publish (and put back if the publish fails), so when it fails again at once
+   * its new record is not the one removed.
+   */
   async replay(messageId: string): Promise<boolean> {
     const raw = await this.store.hget(KEY, messageId);
-    if (raw === null) return false;
-    const record = DeadLetterRecordSchema.parse(JSON.parse(raw));
-    await this.bus.publish(record.exchange, record.routingKey, Buffer.from(record.body, 'base64'), {
-      messageId: record.messageId,
-      headers: record.headers,
-    });
-    await this.store.hdel(KEY, messageId);
+    const record = raw === null ? undefined : this.parse(messageId, raw);
+    if (raw === null || record === undefined || (await this.store.hdel(KEY, messageId)) === 0) return false;
+    try {
+      await this.bus.publish(record.exchange, record.routingKey, Buffer.from(record.body, 'base64'), {
+        messageId: record.messageId,
+        headers: record.headers,
+      });
+    } catch (err) {
+      await this.store.hsetnx(KEY, messageId, raw);
+      throw err;
+    }
     this.logger.info({ messageId, exchange: record.exchange, routingKey: record.routingKey }, 'dead letter replayed');
     return true;
+  }
+
+  private parse(id: string, raw: string): DeadLetterRecord | undefined {
+    try {
+      return DeadLetterRecordSchema.parse(JSON.parse(raw));
+    } catch (err) {
+      this.logger.error({ messageId: id, err: errorMessage(err) }, 'unreadable dead-letter record skipped');
+      return undefined;
+    }
   }
 
   async replayAll(): Promise<number> {
@@ -82,10 +107,8 @@ export class DeadLetters {
   }
 
   private async keep(msg: BusMessage): Promise<void> {
-    const added = new Set<string>(Object.values(DeadLetterHeaders));
     const headers: Record<string, string | number | boolean> = {};
-    for (const [name, value] of Object.entries(msg.headers as Headers))
-      if (!added.has(name) && !name.startsWith('x-death')) headers[name] = value;
+    for (const [name, value] of Object.entries(msg.headers as Headers)) if (!isAddedHeader(name)) headers[name] = value;
     const header = (name: string, fallback: string): string => {
       const value = msg.headers[name];
       return value === undefined ? fallback : String(value);
@@ -102,15 +125,22 @@ export class DeadLetters {
     };
     await this.store.hset(KEY, { [record.messageId]: JSON.stringify(record) });
     this.options.metrics?.deadLetters.inc({ queue: record.queue });
-    this.logger.warn({ messageId: record.messageId, queue: record.queue, reason: record.reason }, 'message dead-lettered');
+    this.logger.debug({ messageId: record.messageId, queue: record.queue }, 'dead letter kept');
     await this.trim();
   }
 
-  /** Drops the oldest beyond `max`; reads them all only when there are too many. */
+  /**
+   * Keeps at most `max`. When full, it drops the oldest tenth at once, so it reads every record
+   * once per max/10 dead letters rather than on each one.
+   */
   private async trim(): Promise<void> {
     if ((await this.store.hlen(KEY)) <= this.options.max) return;
-    const all = await this.list(Number.MAX_SAFE_INTEGER);
-    const excess = all.length - this.options.max;
-    if (excess > 0) await this.store.hdel(KEY, ...all.slice(0, excess).map((r) => r.messageId));
+    const keep = this.options.max - Math.floor(this.options.max / 10);
+    const raw = await this.store.hgetall(KEY);
+    const readable = await this.list(Number.MAX_SAFE_INTEGER);
+    const ids = new Set(readable.map((r) => r.messageId));
+    const unreadable = Object.keys(raw).filter((id) => !ids.has(id));
+    const oldest = readable.slice(0, Math.max(0, readable.length - keep)).map((r) => r.messageId);
+    if (unreadable.length + oldest.length > 0) await this.store.hdel(KEY, ...unreadable, ...oldest);
   }
 }

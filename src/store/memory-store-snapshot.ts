@@ -1,6 +1,6 @@
 /**
- * The parts of the memory store that are not its methods: the entry types it keeps, the Redis rules
- * for integers, TTLs and list indexes, the snapshot file format (checked with zod on load), and a
+ * The parts of the memory store that are not its methods: the entry types it keeps, the snapshot
+ * file format (checked with zod on load), and a
  * writer that coalesces writes into one atomic file replacement at a time.
  */
 import { mkdir, readFile, rename } from 'node:fs/promises';
@@ -18,42 +18,6 @@ export type Entry =
   | { type: 'list'; value: string[]; expiresAt?: number };
 
 export type EntryType = Entry['type'];
-
-// Redis rules for values, shared by the store's methods.
-export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';
-
-export function checkInteger(value: number, what: string): void {
-  if (!Number.isSafeInteger(value)) throw new Error(`ERR ${what} is not an integer or out of range`);
-}
-
-export function checkTtl(ttlMs: number | undefined): void {
-  if (ttlMs === undefined) return;
-  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new Error(`ERR invalid expire time: ${ttlMs}`);
-}
-
-/** Parses a stored counter the way Redis does: a canonical integer, else an error. */
-export function parseCounter(value: string, what: string): number {
-  const n = Number(value);
-  if (!/^(0|-?[1-9]\d*)$/.test(value) || !Number.isSafeInteger(n)) {
-    throw new Error(`ERR ${what} is not an integer or out of range`);
-  }
-  return n;
-}
-
-export function addCounter(current: number, by: number): number {
-  const sum = current + by;
-  if (!Number.isSafeInteger(sum)) throw new Error('ERR increment or decrement would overflow');
-  return sum;
-}
-
-/** Turns Redis' inclusive, possibly negative indexes into a slice [from, to); empty when from >= to. */
-export function listRange(length: number, start: number, stop: number): [number, number] {
-  checkInteger(start, 'value');
-  checkInteger(stop, 'value');
-  const from = Math.max(0, start < 0 ? length + start : start);
-  const last = Math.min(length - 1, stop < 0 ? length + stop : stop);
-  return from > last ? [0, 0] : [from, last + 1];
-}
 
 const expiresAt = z.number().int().optional();
 // Hash fields are kept as pairs, not an object, so a field named "__proto__" survives the round trip.

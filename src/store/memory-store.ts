@@ -11,19 +11,8 @@
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { SetOptions, Store } from './store.ts';
-import {
-  addCounter,
-  checkInteger,
-  checkTtl,
-  listRange,
-  loadSnapshot,
-  parseCounter,
-  serializeSnapshot,
-  SnapshotWriter,
-  WRONGTYPE,
-  type Entry,
-  type EntryType,
-} from './memory-store-snapshot.ts';
+import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
+import { addCounter, checkInteger, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
 
 export interface MemoryStoreOptions {
   readonly logger: Logger;

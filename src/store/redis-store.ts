@@ -16,9 +16,10 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { checkInteger, checkTtl } from './memory-store-snapshot.ts';
+import { checkInteger, checkTtl } from './store-rules.ts';
 import type { SetOptions, Store } from './store.ts';
-import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub, withTimeout } from './redis-support.ts';
+import { withTimeout } from '../core/timing.ts';
+import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub } from './redis-support.ts';
 
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]` */
@@ -52,20 +53,16 @@ interface Channel {
 export class RedisStore implements Store {
   private readonly channels = new Map<string, Channel>();
   private readonly pending = new Set<Promise<unknown>>();
+  /** The reject of every command in flight: close() fails those still queued for a connection that is gone. */
+  private readonly rejects = new Set<(err: Error) => void>();
   private subscriber: Redis | undefined;
   private closing: Promise<void> | undefined;
-  /** Rejects when close() is done: commands still queued for a connection that is gone fail with it. */
-  private readonly closed: Promise<never>;
-  private markClosed: (err: Error) => void = () => undefined;
 
   private constructor(
     private readonly redis: Redis,
     private readonly keyPrefix: string,
     private readonly logger: Logger,
-  ) {
-    this.closed = new Promise<never>((_, reject) => (this.markClosed = reject));
-    this.closed.catch(() => undefined);
-  }
+  ) {}
 
   static async open(options: RedisStoreOptions): Promise<RedisStore> {
     const keyPrefix = options.keyPrefix ?? 'switchboard:';
@@ -231,8 +228,9 @@ export class RedisStore implements Store {
         });
       }
     };
+    const { subscribed } = state;
     try {
-      await Promise.race([state.subscribed, this.closed]);
+      await this.run(() => subscribed);
     } catch (err) {
       if (this.channels.get(name) === state) this.channels.delete(name);
       subscription.active = false;
@@ -266,7 +264,8 @@ export class RedisStore implements Store {
     ]);
     // ioredis leaves commands in its offline queue pending forever when it is disconnected while
     // reconnecting; ours fail here instead.
-    this.markClosed(new Error('redis store is closed'));
+    const closed = new Error('redis store is closed');
+    for (const reject of this.rejects) reject(closed);
   }
 
   /** Runs one command: throws once closed, re-sends a command ioredis aborted, scrubs values from errors. */
@@ -284,12 +283,20 @@ export class RedisStore implements Store {
         }
       }
     };
-    const promise = Promise.race([attempt(), this.closed]);
+    // Not a race against one long-lived "closed" promise: each such race would keep its result
+    // reachable until close(), so memory would grow with every command.
+    let rejectOnClose: (err: Error) => void = () => undefined;
+    const promise = new Promise<T>((resolve, reject) => {
+      rejectOnClose = reject;
+      attempt().then(resolve, reject);
+    });
+    this.rejects.add(rejectOnClose);
     this.pending.add(promise);
     try {
       return await promise;
     } finally {
       this.pending.delete(promise);
+      this.rejects.delete(rejectOnClose);
     }
   }
 

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { withTimeout } from '../core/timing.ts';
 
 /** Small helpers of the Redis store: Lua scripts from files, timeouts, error scrubbing. */
 
@@ -28,15 +29,6 @@ export async function quit(redis: Redis, timeoutMs: number): Promise<void> {
   } finally {
     redis.disconnect();
   }
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** host:port of a Redis URL, without credentials. */

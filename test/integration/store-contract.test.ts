@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger, type Logger } from '../../src/core/logger.ts';
@@ -355,6 +357,20 @@ describe('RedisStore specifics', () => {
   afterEach(async () => {
     await Promise.all(stores.splice(0).map((store) => store.close()));
     for (const prefix of prefixes.splice(0)) await deleteKeys(prefix);
+  });
+
+  it('keeps nothing of a finished command alive (no growth with every call)', async () => {
+    const store = await open();
+    await store.hset('h', { a: '1' });
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const refs: WeakRef<Record<string, string>>[] = [];
+    for (let i = 0; i < 20; i++) refs.push(new WeakRef(await store.hgetall('h')));
+    for (let i = 0; i < 5 && refs.some((r) => r.deref() !== undefined); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      gc();
+    }
+    expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
   });
 
   it('keys and channels carry the prefix, so two deployments never meet', async () => {

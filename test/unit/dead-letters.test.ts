@@ -11,7 +11,7 @@ afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
 
-async function setup(max: number): Promise<{ bus: MemoryBus; deadLetters: DeadLetters }> {
+async function setup(max: number): Promise<{ bus: MemoryBus; store: MemoryStore; deadLetters: DeadLetters }> {
   const bus = await MemoryBus.open({ logger: silentLogger() });
   const store = await MemoryStore.open({ logger: silentLogger() });
   closers.push(
@@ -29,7 +29,7 @@ async function setup(max: number): Promise<{ bus: MemoryBus; deadLetters: DeadLe
   const deadLetters = new DeadLetters(bus, store, silentLogger(), { max });
   await deadLetters.start();
   closers.unshift(() => deadLetters.stop());
-  return { bus, deadLetters };
+  return { bus, store, deadLetters };
 }
 
 async function waitFor(check: () => Promise<boolean>): Promise<void> {
@@ -57,5 +57,18 @@ describe('dead letters', () => {
     // It fails again on its queue and comes back.
     await waitFor(async () => (await deadLetters.list()).length === 1);
     expect((await deadLetters.list()).map((d) => d.messageId)).toEqual(['id-r']);
+  });
+
+  it('skips a record it cannot read and keeps working', async () => {
+    const { bus, store, deadLetters } = await setup(2);
+    await store.hset('dead-letters', { 'from-an-old-version': '{"not":"a record"}' });
+    await bus.publish(EX, 'agent.0.http', Buffer.from('m1'), { messageId: 'id-1' });
+    await waitFor(async () => (await deadLetters.list()).length === 1);
+    expect((await deadLetters.list()).map((d) => d.messageId)).toEqual(['id-1']);
+    await bus.publish(EX, 'agent.0.http', Buffer.from('m2'), { messageId: 'id-2' });
+    await waitFor(async () => (await deadLetters.list()).length === 2);
+    // Over the bound, the unreadable record is the first to go.
+    expect(await store.hget('dead-letters', 'from-an-old-version')).toBeNull();
+    expect((await deadLetters.list()).map((d) => d.messageId)).toEqual(['id-1', 'id-2']);
   });
 });

@@ -1,0 +1,36 @@
+/** Redis' rules for values (integers, TTLs, list indexes), which every Store adapter enforces alike. */
+
+export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';
+
+export function checkInteger(value: number, what: string): void {
+  if (!Number.isSafeInteger(value)) throw new Error(`ERR ${what} is not an integer or out of range`);
+}
+
+export function checkTtl(ttlMs: number | undefined): void {
+  if (ttlMs === undefined) return;
+  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new Error(`ERR invalid expire time: ${ttlMs}`);
+}
+
+/** Parses a stored counter the way Redis does: a canonical integer, else an error. */
+export function parseCounter(value: string, what: string): number {
+  const n = Number(value);
+  if (!/^(0|-?[1-9]\d*)$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new Error(`ERR ${what} is not an integer or out of range`);
+  }
+  return n;
+}
+
+export function addCounter(current: number, by: number): number {
+  const sum = current + by;
+  if (!Number.isSafeInteger(sum)) throw new Error('ERR increment or decrement would overflow');
+  return sum;
+}
+
+/** Turns Redis' inclusive, possibly negative indexes into a slice [from, to); empty when from >= to. */
+export function listRange(length: number, start: number, stop: number): [number, number] {
+  checkInteger(start, 'value');
+  checkInteger(stop, 'value');
+  const from = Math.max(0, start < 0 ? length + start : start);
+  const last = Math.min(length - 1, stop < 0 ? length + stop : stop);
+  return from > last ? [0, 0] : [from, last + 1];
+}
