@@ -1,11 +1,14 @@
 import { v7 as uuidv7 } from 'uuid';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
+import type { Channel } from 'amqplib';
 import type { Logger } from '../core/logger.ts';
+import { backoff, sleep, withTimeout } from '../core/timing.ts';
 import type { Bus, ConsumeOptions, MessageHandler, PublishOptions, Subscription, Topology } from './bus.ts';
-import { AmqpConnection, closedError, closeQuietly, sleep, type ReconnectOptions } from './amqp-connection.ts';
+import { busClosedError, DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_DELIVERY_LIMIT, positiveInteger } from './bus-defaults.ts';
+import { AmqpConnection, closeQuietly, isChannelOpen, type ReconnectOptions } from './amqp-connection.ts';
 import { AmqpConsumer } from './amqp-consumer.ts';
 import { ConfirmPublisher } from './amqp-publisher.ts';
-import { DELIVERY_COUNT_HEADER, isBrokerRefusal, Namespace, positiveInteger, TopologyRegistry } from './amqp-topology.ts';
+import { DELIVERY_COUNT_HEADER, isBrokerRefusal, Namespace, TopologyRegistry } from './amqp-topology.ts';
 
 export interface AmqpBusOptions {
   readonly url: string;
@@ -20,8 +23,6 @@ export interface AmqpBusOptions {
   readonly reconnect?: ReconnectOptions;
 }
 
-const DEFAULT_DELIVERY_LIMIT = 5;
-const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 const PING_TIMEOUT_MS = 2000;
 
 /**
@@ -78,10 +79,10 @@ export class AmqpBus implements Bus {
     this.assertUsable('declare');
     for (const spec of topology.queues)
       positiveInteger(spec.deliveryLimit ?? this.topology.defaultDeliveryLimit, `deliveryLimit of queue ${spec.name}`);
-    let delay = this.connection.reconnectDelay.min;
-    for (;;) {
+    const { min, max } = this.connection.reconnectDelay;
+    for (let attempt = 1; ; attempt++) {
       const model = await this.connection.ready();
-      let channel;
+      let channel: Channel | undefined;
       try {
         channel = await this.connection.channel(model);
         await this.topology.apply(channel, topology);
@@ -92,10 +93,14 @@ export class AmqpBus implements Bus {
         if (isBrokerRefusal(err)) {
           throw new SwitchboardError('BUS_TOPOLOGY', `RabbitMQ refused the topology: ${errorMessage(err)}`, { cause: err });
         }
-        if (this.connection.isClosed) throw closedError();
-        this.logger.debug({ error: errorMessage(err) }, 'declare interrupted; trying again on the next connection');
+        if (this.connection.isClosed) throw busClosedError('declare');
+        // Only a lost channel or connection is worth another try; anything else (an argument
+        // amqplib cannot encode, a bug) would fail the same way forever.
+        const lost = channel ? !isChannelOpen(channel) : !this.connection.isCurrent(model);
+        if (!lost) throw err;
+        const delay = backoff(attempt, min, max);
+        this.logger.debug({ error: errorMessage(err), retryInMs: delay }, 'declare interrupted; trying again on the next connection');
         await sleep(delay);
-        delay = Math.min(delay * 2, this.connection.reconnectDelay.max);
       } finally {
         await closeQuietly(channel);
       }
@@ -104,7 +109,7 @@ export class AmqpBus implements Bus {
 
   async publish(exchange: string, routingKey: string, body: Buffer, options: PublishOptions = {}): Promise<void> {
     // Handlers still finishing during close() may publish their onward messages.
-    if (this.state === 'closed') throw closedError();
+    if (this.state === 'closed') throw busClosedError('publish');
     const headers: Record<string, string | number | boolean> = { ...options.headers };
     delete headers[DELIVERY_COUNT_HEADER]; // the broker's to set
     await this.publisher.publish(exchange, routingKey, Buffer.from(body), {
@@ -144,25 +149,15 @@ export class AmqpBus implements Bus {
   async ping(): Promise<void> {
     this.assertUsable('ping');
     if (!this.connection.isUp) throw new SwitchboardError('BUS_UNREACHABLE', 'RabbitMQ connection is down; reconnecting');
-    let timer: NodeJS.Timeout | undefined;
+    const roundTrip = async (): Promise<void> => {
+      const channel = await this.connection.channel(await this.connection.ready());
+      await closeQuietly(channel);
+    };
     try {
-      await Promise.race([
-        (async () => {
-          const channel = await this.connection.channel(await this.connection.ready());
-          await closeQuietly(channel);
-        })(),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(
-            () => reject(new SwitchboardError('BUS_UNREACHABLE', `RabbitMQ did not answer within ${PING_TIMEOUT_MS} ms`)),
-            PING_TIMEOUT_MS,
-          );
-        }),
-      ]);
+      await withTimeout(roundTrip(), PING_TIMEOUT_MS, `RabbitMQ did not answer within ${PING_TIMEOUT_MS} ms`);
     } catch (err) {
       if (err instanceof SwitchboardError) throw err;
       throw new SwitchboardError('BUS_UNREACHABLE', `RabbitMQ cannot be reached: ${errorMessage(err)}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -179,36 +174,25 @@ export class AmqpBus implements Bus {
     this.state = 'closing';
     const deadline = Date.now() + this.closeTimeoutMs;
     const consumers = [...this.consumers];
-    const cancelled = await within(Promise.all(consumers.map((c) => c.cancel())), this.closeTimeoutMs);
+    const cancelled = await withTimeout(Promise.all(consumers.map((c) => c.cancel())), this.closeTimeoutMs, 'handlers still busy').then(
+      () => true,
+      () => false,
+    );
     if (!cancelled) {
       this.logger.warn({ timeoutMs: this.closeTimeoutMs }, 'handlers still busy at close; their messages go back to the queue');
       await Promise.all(consumers.map((c) => c.abort()));
     }
-    if (this.publisher.pending > 0 && !(await within(this.publisher.idle(), Math.max(0, deadline - Date.now())))) {
-      this.logger.warn({ pending: this.publisher.pending }, 'publishes still unconfirmed at close; they fail');
+    if (this.publisher.pending > 0) {
+      await withTimeout(this.publisher.idle(), Math.max(0, deadline - Date.now()), 'publishes still unconfirmed').catch(() =>
+        this.logger.warn({ pending: this.publisher.pending }, 'publishes still unconfirmed at close; they fail'),
+      );
     }
     this.state = 'closed';
-    await this.publisher.stop(closedError());
+    await this.publisher.stop(busClosedError('publish'));
     await this.connection.close();
   }
 
   private assertUsable(operation: string): void {
-    if (this.state !== 'open') throw new SwitchboardError('BUS_CLOSED', `amqp bus is closed; cannot ${operation}`);
-  }
-}
-
-/** true when `promise` settled within `ms`. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
+    if (this.state !== 'open') throw busClosedError(operation);
   }
 }

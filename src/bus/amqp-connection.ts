@@ -1,6 +1,8 @@
 import { connect, type Channel, type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { withTimeout } from '../core/timing.ts';
+import { busClosedError } from './bus-defaults.ts';
 
 export interface ReconnectOptions {
   /** First delay before reconnecting (default 100 ms); doubles on every failed attempt. */
@@ -38,7 +40,6 @@ interface Waiter {
  */
 export class AmqpConnection {
   private live: ChannelModel | undefined;
-  private readonly dead = new WeakSet<ChannelModel>();
   private waiters: Waiter[] = [];
   private closed = false;
   private connections = 0;
@@ -49,6 +50,8 @@ export class AmqpConnection {
     private readonly logger: Logger,
     private readonly where: string,
     delays: { min: number; max: number },
+    /** Connections that have closed (those closed during setup included). */
+    private readonly dead: WeakSet<ChannelModel>,
   ) {
     this.reconnectDelay = delays;
   }
@@ -57,6 +60,7 @@ export class AmqpConnection {
     const min = Math.max(1, options.reconnect?.minDelayMs ?? 100);
     const max = Math.max(min, options.reconnect?.maxDelayMs ?? 5000);
     const holder: { connection?: AmqpConnection } = {};
+    const dead = new WeakSet<ChannelModel>();
     const recovering = await connect(options.url, {
       noDelay: true,
       timeout: HANDSHAKE_TIMEOUT_MS,
@@ -69,12 +73,20 @@ export class AmqpConnection {
         initialMaxRetries: INITIAL_RETRIES,
         waitForConnect: false,
         setup: async (model: ChannelModel) => {
-          holder.connection?.adopt(model);
+          // Before anything else: amqplib listens on the model only once setup has succeeded.
+          model.on('error', (err: Error) => options.logger.debug({ error: err.message }, 'AMQP connection error'));
+          model.once('close', () => {
+            dead.add(model);
+            holder.connection?.forget(model);
+          });
           await options.setup(model);
+          // Closed during the last steps of setup: amqplib would announce it as connected and, having
+          // missed its 'close', never reconnect. Failing setup makes it close the model and retry.
+          if (dead.has(model)) throw new Error('the connection closed during setup');
         },
       },
     });
-    const connection = new AmqpConnection(recovering, options.logger, describe(options.url), { min, max });
+    const connection = new AmqpConnection(recovering, options.logger, describe(options.url), { min, max }, dead);
     holder.connection = connection;
     connection.listen();
     try {
@@ -97,9 +109,14 @@ export class AmqpConnection {
     return this.closed;
   }
 
+  /** True while `model` is the open connection (false once it closed or another replaced it). */
+  isCurrent(model: ChannelModel): boolean {
+    return this.live === model;
+  }
+
   /** The open connection, or the next one (after its topology is declared again). */
   ready(): Promise<ChannelModel> {
-    if (this.closed) return Promise.reject(closedError());
+    if (this.closed) return Promise.reject(busClosedError());
     if (this.live) return Promise.resolve(this.live);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
@@ -116,22 +133,15 @@ export class AmqpConnection {
     this.closed = true;
     this.live = undefined;
     const waiters = this.waiters.splice(0);
-    for (const waiter of waiters) waiter.reject(closedError());
-    await bounded(
-      this.recovering
-        .close()
-        .catch((err: unknown) => this.logger.debug({ error: errorMessage(err) }, 'error while closing the AMQP connection')),
-      CLOSE_TIMEOUT_MS,
+    for (const waiter of waiters) waiter.reject(busClosedError());
+    await withTimeout(this.recovering.close(), CLOSE_TIMEOUT_MS, 'the broker did not acknowledge closing the connection').catch(
+      (err: unknown) => this.logger.debug({ error: errorMessage(err) }, 'error while closing the AMQP connection'),
     );
   }
 
-  /** Called from `setup`, the first moment a new connection is ours. */
-  private adopt(model: ChannelModel): void {
-    model.on('error', (err: Error) => this.logger.debug({ error: err.message }, 'AMQP connection error'));
-    model.once('close', () => {
-      this.dead.add(model);
-      if (this.live === model) this.live = undefined;
-    });
+  /** `model` has closed. */
+  private forget(model: ChannelModel): void {
+    if (this.live === model) this.live = undefined;
   }
 
   private listen(): void {
@@ -192,30 +202,15 @@ export function channelClosed(channel: Channel): Promise<void> {
  */
 export async function closeQuietly(channel: Channel | undefined): Promise<void> {
   if (!channel || closedChannels.has(channel)) return;
-  await bounded(Promise.race([channel.close().catch(() => undefined), channelClosed(channel)]), CLOSE_TIMEOUT_MS);
+  // A stalled connection must not hang a close.
+  const closing = channel.close().then(
+    () => undefined,
+    () => undefined,
+  );
+  await withTimeout(Promise.race([closing, channelClosed(channel)]), CLOSE_TIMEOUT_MS, 'channel close not acknowledged').catch(
+    () => undefined,
+  );
 }
-
-/** Waits for `promise`, but no longer than `ms` (a stalled connection must not hang a close). */
-export async function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      promise.then(
-        () => undefined,
-        () => undefined,
-      ),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-export function closedError(): SwitchboardError {
-  return new SwitchboardError('BUS_CLOSED', 'amqp bus is closed');
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** host:port only: the URL may carry a password. */
 function describe(url: string): string {

@@ -1,18 +1,23 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { backoff, withTimeout } from '../core/timing.ts';
 import {
   DEAD_LETTER_EXCHANGE,
   DEAD_LETTER_QUEUE,
-  DeadLetterHeaders,
+  deadLetterHeaders,
   type BusMessage,
   type MessageHandler,
   type Subscription,
 } from './bus.ts';
-import { channelClosed, closeQuietly, isChannelOpen, sleep, type AmqpConnection } from './amqp-connection.ts';
+import { busClosedError, pause, stopController } from './bus-defaults.ts';
+import { channelClosed, closeQuietly, isChannelOpen, type AmqpConnection } from './amqp-connection.ts';
 import type { ConfirmPublisher } from './amqp-publisher.ts';
 import { isBrokerRefusal, isNotFound, toBusMessage, type Namespace } from './amqp-topology.ts';
 import { settle } from './settle.ts';
+
+/** Longest wait for the handlers of a lost channel before subscribing again anyway. */
+const LOST_CHANNEL_DRAIN_MS = 30_000;
 
 export interface ConsumerContext {
   readonly connection: AmqpConnection;
@@ -28,8 +33,9 @@ export interface ConsumerContext {
 /**
  * One consumer on its own channel (so prefetch is per consumer and abort = close that channel).
  * Keeps itself subscribed: when its channel or connection dies it subscribes again on the next
- * connection; what it held unacked is redelivered by the broker, and the outcome of a handler that
- * finishes after its channel died is dropped.
+ * connection, once the handlers still running on the lost channel have finished (the broker
+ * redelivers what they held, and a second copy must not run next to the first or overtake it); the
+ * outcome of a handler that finishes after its channel died is dropped.
  */
 export class AmqpConsumer implements Subscription {
   private state: 'starting' | 'active' | 'cancelling' | 'gone' = 'starting';
@@ -41,6 +47,10 @@ export class AmqpConsumer implements Subscription {
   private cancelling: Promise<void> | undefined;
   private abortedSignal!: () => void;
   private readonly aborted = new Promise<void>((resolve) => (this.abortedSignal = resolve));
+  /** Aborted on cancel or abort: ends the wait between two subscribe attempts. */
+  private readonly stopper = stopController();
+  /** Aborted when the current channel closes or on cancel or abort: ends its requeue delays. */
+  private channelStopper: AbortController | undefined;
 
   constructor(
     private readonly ctx: ConsumerContext,
@@ -65,6 +75,7 @@ export class AmqpConsumer implements Subscription {
     if (this.state === 'gone') return;
     this.state = 'gone';
     this.abortedSignal();
+    this.stop();
     const channel = this.channel;
     this.channel = undefined;
     if (this.running.size > 0) {
@@ -77,6 +88,7 @@ export class AmqpConsumer implements Subscription {
   private async doCancel(): Promise<void> {
     if (this.state === 'gone') return;
     this.state = 'cancelling';
+    this.stop();
     // A subscription half made (consume sent, no consumer tag yet) is finished first; a consumer
     // waiting for the connection to come back has nothing to cancel.
     if (this.channel && !this.consumerTag) await Promise.race([this.attaching?.catch(() => undefined), this.aborted]);
@@ -97,58 +109,102 @@ export class AmqpConsumer implements Subscription {
     this.ctx.onGone(this);
   }
 
+  private stop(): void {
+    this.stopper.abort();
+    this.channelStopper?.abort();
+  }
+
   /** A method, so TypeScript does not keep its narrowing of `state` across awaits. */
   private isGone(): boolean {
     return this.state === 'gone';
   }
 
-  /** Subscribes, and subscribes again whenever the channel dies, until cancelled or aborted. */
+  /** Neither cancelled nor aborted (a method, for the same reason as isGone). */
+  private isWanted(): boolean {
+    return this.state === 'starting' || this.state === 'active';
+  }
+
+  /**
+   * Subscribes, and subscribes again whenever the channel dies, until cancelled or aborted.
+   * Settles `first` exactly once: resolved when first subscribed, rejected on any way out before.
+   */
   private async maintain(first: { resolve(): void; reject(err: Error): void }): Promise<void> {
-    const { connection, logger } = this.ctx;
     let started = false;
-    let delay = connection.reconnectDelay.min;
-    while (this.state === 'starting' || this.state === 'active') {
+    try {
+      await this.subscribeLoop(() => {
+        started = true;
+        first.resolve();
+      });
+    } catch (err) {
+      // The broker refused the subscription (no such queue, say).
+      if (!started) first.reject(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      // Cancelled, aborted or closed before ever subscribing: consume() must still settle.
+      if (!started) {
+        if (this.isWanted()) this.state = 'gone';
+        first.reject(busClosedError('consume'));
+      }
+    }
+  }
+
+  /** Throws only when the first subscription is refused by the broker. */
+  private async subscribeLoop(started: () => void): Promise<void> {
+    const { connection, logger } = this.ctx;
+    let failures = 0;
+    while (this.isWanted()) {
       let channel: Channel;
       try {
         const attempt = this.attach();
         this.attaching = attempt;
         channel = await attempt;
       } catch (err) {
-        if (!started && (isBrokerRefusal(err) || connection.isClosed)) {
+        if (connection.isClosed || !this.isWanted()) return;
+        if (this.state === 'starting' && isBrokerRefusal(err)) {
           this.state = 'gone';
-          first.reject(
-            isNotFound(err)
-              ? new SwitchboardError('BUS_NO_QUEUE', `cannot consume from undeclared queue ${this.queue}`, { cause: err })
-              : err instanceof Error
-                ? err
-                : new Error(String(err)),
-          );
-          return;
+          throw isNotFound(err)
+            ? new SwitchboardError('BUS_NO_QUEUE', `cannot consume from undeclared queue ${this.queue}`, { cause: err })
+            : err;
         }
-        if (this.state !== 'active' && this.state !== 'starting') return;
-        if (connection.isClosed) return;
+        failures++;
+        const delay = backoff(failures, connection.reconnectDelay.min, connection.reconnectDelay.max);
         logger.warn({ queue: this.queue, error: errorMessage(err), retryInMs: delay }, 'could not resume consumer; retrying');
-        await sleep(delay);
-        delay = Math.min(delay * 2, connection.reconnectDelay.max);
+        await pause(delay, this.stopper.signal);
         continue;
       }
-      if (this.state !== 'starting' && this.state !== 'active') {
+      if (!this.isWanted()) {
         await closeQuietly(channel); // cancelled or aborted while subscribing
         return;
       }
-      delay = connection.reconnectDelay.min;
-      if (!started) {
-        started = true;
+      failures = 0;
+      if (this.state === 'starting') {
         this.state = 'active';
-        first.resolve();
+        started();
       } else {
         logger.info({ queue: this.queue }, 'consumer resumed');
       }
       await channelClosed(channel);
-      if (this.state === 'active' && !connection.isClosed) {
-        logger.warn({ queue: this.queue, held: this.running.size }, 'consumer channel lost; resubscribing');
-      }
+      if (!this.isWanted() || connection.isClosed) return;
+      logger.warn({ queue: this.queue, held: this.running.size }, 'consumer channel lost; resubscribing');
+      await this.drainLostChannel();
     }
+  }
+
+  /**
+   * Waits for the handlers still running on a lost channel. The broker redelivers what they hold
+   * as soon as a new subscription exists: subscribing earlier would run a second copy of a message
+   * next to the first, and let later messages of its conversation overtake it.
+   */
+  private async drainLostChannel(): Promise<void> {
+    if (this.running.size === 0) return;
+    // Aborted: no resubscribe follows, nothing to wait for.
+    const finished = Promise.race([Promise.allSettled([...this.running]), this.aborted]);
+    await withTimeout(finished, LOST_CHANNEL_DRAIN_MS, 'handlers of the lost channel still running').catch(() => {
+      if (!this.isWanted()) return;
+      this.ctx.logger.warn(
+        { queue: this.queue, running: this.running.size, waitedMs: LOST_CHANNEL_DRAIN_MS },
+        'handlers of a lost channel still running; resubscribing anyway (their messages may run twice at once)',
+      );
+    });
   }
 
   private async attach(): Promise<Channel> {
@@ -156,11 +212,15 @@ export class AmqpConsumer implements Subscription {
     const channel = await this.ctx.connection.channel(model);
     this.channel = channel;
     this.consumerTag = undefined;
+    const stopper = stopController();
+    this.channelStopper = stopper;
+    void channelClosed(channel).then(() => stopper.abort());
+    if (!this.isWanted()) stopper.abort();
     try {
       await channel.prefetch(this.prefetch);
-      if (this.state !== 'starting' && this.state !== 'active') return channel;
+      if (!this.isWanted()) return channel;
       const queue = this.ctx.names.physical(this.queue);
-      const ok = await channel.consume(queue, (raw) => this.onDelivery(channel, raw), { noAck: false });
+      const ok = await channel.consume(queue, (raw) => this.onDelivery(channel, stopper.signal, raw), { noAck: false });
       if (this.channel === channel) this.consumerTag = ok.consumerTag;
       return channel;
     } catch (err) {
@@ -171,7 +231,7 @@ export class AmqpConsumer implements Subscription {
   }
 
   /** Called synchronously by amqplib: must never throw. */
-  private onDelivery(channel: Channel, raw: ConsumeMessage | null): void {
+  private onDelivery(channel: Channel, channelStop: AbortSignal, raw: ConsumeMessage | null): void {
     if (raw === null) {
       // The broker cancelled us (the queue was deleted, or its leader moved): subscribe again.
       this.ctx.logger.warn({ queue: this.queue }, 'consumer cancelled by the broker; resubscribing');
@@ -182,18 +242,18 @@ export class AmqpConsumer implements Subscription {
     if (this.state === 'gone' || this.state === 'cancelling') return;
     let message: BusMessage;
     try {
-      message = toBusMessage(raw, this.ctx.names);
+      message = toBusMessage(raw, this.ctx.names, this.queue);
     } catch (err) {
       this.ctx.logger.error({ queue: this.queue, error: errorMessage(err) }, 'cannot read a delivery; requeued');
       nack(channel, raw);
       return;
     }
-    const run = this.handle(channel, raw, message);
+    const run = this.handle(channel, channelStop, raw, message);
     this.running.add(run);
     void run.finally(() => this.running.delete(run));
   }
 
-  private async handle(channel: Channel, raw: ConsumeMessage, message: BusMessage): Promise<void> {
+  private async handle(channel: Channel, channelStop: AbortSignal, raw: ConsumeMessage, message: BusMessage): Promise<void> {
     let failed = false;
     let error: unknown;
     try {
@@ -213,7 +273,12 @@ export class AmqpConsumer implements Subscription {
       if (outcome.action === 'ack') {
         channel.ack(raw);
       } else if (outcome.action === 'requeue') {
-        logger.warn({ ...context, error: outcome.error }, 'handler failed; message requeued');
+        logger.warn({ ...context, error: outcome.error, retryInMs: outcome.delayMs }, 'handler failed; message requeued');
+        // Held (unacked, in its prefetch slot) for the delay while other deliveries go on; cancel,
+        // abort and a lost channel cut it short.
+        await pause(outcome.delayMs, channelStop);
+        // Aborted, or the channel is gone: the broker has it back already.
+        if (this.isGone() || !isChannelOpen(channel)) return;
         channel.nack(raw, false, true);
       } else {
         await this.deadLetter(channel, raw, message, outcome.reason);
@@ -234,14 +299,7 @@ export class AmqpConsumer implements Subscription {
       return;
     }
     logger.warn({ messageId: message.messageId, queue: this.queue, reason }, 'message dead-lettered');
-    const headers = {
-      ...message.headers,
-      [DeadLetterHeaders.reason]: reason,
-      [DeadLetterHeaders.exchange]: message.exchange,
-      [DeadLetterHeaders.routingKey]: message.routingKey,
-      [DeadLetterHeaders.queue]: this.queue,
-      [DeadLetterHeaders.deadAt]: new Date().toISOString(),
-    };
+    const headers = deadLetterHeaders(message, this.queue, reason);
     try {
       await publisher.publish(DEAD_LETTER_EXCHANGE, message.routingKey, message.body, {
         persistent: true,

@@ -1,8 +1,9 @@
 import type { ConfirmChannel, Options } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { channelClosed, closeQuietly, isChannelOpen, sleep, watchChannel, type AmqpConnection } from './amqp-connection.ts';
-import { isNotFound, type Namespace } from './amqp-topology.ts';
+import { backoff, sleep } from '../core/timing.ts';
+import { channelClosed, closeQuietly, isChannelOpen, watchChannel, type AmqpConnection } from './amqp-connection.ts';
+import { isBrokerRefusal, isNotFound, type Namespace } from './amqp-topology.ts';
 
 interface PublishJob {
   /** Submission order: jobs handed back by a dead channel are published again in this order. */
@@ -17,12 +18,15 @@ interface PublishJob {
   reject(err: Error): void;
 }
 
+/** What the broker said about an exchange; 'retry' when the connection failed meanwhile. */
+type ExchangeCheck = 'exists' | 'missing' | 'retry' | { readonly refused: unknown };
+
 /**
  * Publishes with publisher confirms over one ConfirmChannel and never loses a publish to a dropped
  * connection: a job whose channel dies before its confirm goes back to the queue (in submission
  * order) and is published again on the next channel, until the broker confirms it. Only stop()
- * (the bus closing) or an exchange that does not exist rejects a job. Waits for 'drain' whenever
- * the channel's write buffer is full.
+ * (the bus closing), an exchange that does not exist, or a publish the broker or amqplib refuses
+ * rejects a job. Waits for 'drain' whenever the channel's write buffer is full.
  */
 export class ConfirmPublisher {
   private queue: PublishJob[] = [];
@@ -116,19 +120,29 @@ export class ConfirmPublisher {
       }
       const job = this.queue[0] as PublishJob;
       if (!this.known.has(job.exchange)) {
-        const exists = await this.checkExchange(job.exchange);
-        if (exists === undefined) continue; // the connection went away; try again on the next one
-        if (!exists) {
-          this.take(job);
-          job.reject(new SwitchboardError('BUS_NO_EXCHANGE', `cannot publish to undeclared exchange ${this.names.logical(job.exchange)}`));
+        const check = await this.checkExchange(job.exchange);
+        if (check === 'retry') continue; // the connection went away; try again on the next one
+        // A job handed back by a dead channel may have gone ahead meanwhile: start again from the head.
+        if (this.stopped || this.queue[0] !== job) continue;
+        if (check !== 'exists') {
+          this.queue.shift();
+          const exchange = this.names.logical(job.exchange);
+          job.reject(
+            check === 'missing'
+              ? new SwitchboardError('BUS_NO_EXCHANGE', `cannot publish to undeclared exchange ${exchange}`)
+              : new SwitchboardError('BUS_PUBLISH_REFUSED', `cannot publish to exchange ${exchange}: ${errorMessage(check.refused)}`, {
+                  cause: check.refused,
+                }),
+          );
           this.notifyIdle();
           continue;
         }
       }
-      if (job.nacks > 0) await sleep(Math.min(this.connection.reconnectDelay.max, this.connection.reconnectDelay.min * 2 ** job.nacks));
+      const { min, max } = this.connection.reconnectDelay;
+      if (job.nacks > 0) await sleep(backoff(job.nacks + 1, min, max));
       if (this.stopped || this.queue[0] !== job) continue;
       if (!isChannelOpen(channel)) continue;
-      this.take(job);
+      this.queue.shift();
       this.unconfirmed.add(job);
       let writable: boolean;
       try {
@@ -173,11 +187,6 @@ export class ConfirmPublisher {
       );
     }
     this.requeue(job);
-  }
-
-  private take(job: PublishJob): void {
-    const index = this.queue.indexOf(job);
-    if (index >= 0) this.queue.splice(index, 1);
   }
 
   /** Back into the queue at its submission position. */
@@ -237,24 +246,27 @@ export class ConfirmPublisher {
     }
   }
 
-  /** true / false when the broker answered; undefined when the connection failed meanwhile. */
-  private async checkExchange(exchange: string): Promise<boolean | undefined> {
+  private async checkExchange(exchange: string): Promise<ExchangeCheck> {
     let model;
     try {
       model = await this.connection.ready();
     } catch {
-      return undefined;
+      return 'retry';
     }
     let channel;
     try {
       channel = await this.connection.channel(model);
       await channel.checkExchange(exchange);
       this.known.add(exchange);
-      return true;
+      return 'exists';
     } catch (err) {
-      if (isNotFound(err)) return false;
+      if (isNotFound(err)) return 'missing';
+      // Refused by the broker (403 on the default exchange, say), or by amqplib (a name too long)
+      // on a channel that is still open: the same publish would fail again.
+      const lost = channel ? !isChannelOpen(channel) : !this.connection.isCurrent(model);
+      if (isBrokerRefusal(err) || !lost) return { refused: err };
       await sleep(this.connection.reconnectDelay.min);
-      return undefined;
+      return 'retry';
     } finally {
       await closeQuietly(channel);
     }

@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { SwitchboardError } from '../core/errors.ts';
-import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, type BusMessage, type HeaderValue, type QueueSpec, type Topology } from './bus.ts';
+import {
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_QUEUE,
+  deadLetterHeaders,
+  DeadLetterHeaders,
+  type BusMessage,
+  type HeaderValue,
+  type QueueSpec,
+  type Topology,
+} from './bus.ts';
+import { positiveInteger } from './bus-defaults.ts';
 
 /** The quorum queue's own redelivery counter; the bus turns it into `deliveryCount` and hides it. */
 export const DELIVERY_COUNT_HEADER = 'x-delivery-count';
@@ -11,7 +20,7 @@ export const DELIVERY_COUNT_HEADER = 'x-delivery-count';
  * exchange and queue is `${namespace}.${name}`, so several deployments or test runs share a broker.
  */
 export class Namespace {
-  constructor(readonly prefix: string) {}
+  constructor(private readonly prefix: string) {}
 
   physical(name: string): string {
     return this.prefix === '' ? name : `${this.prefix}.${name}`;
@@ -108,11 +117,12 @@ export class TopologyRegistry {
 }
 
 /**
- * The port's view of a delivery. Headers that cannot be read are dropped (or turned into strings)
- * rather than failing the message: a message with odd headers is still handled.
+ * The port's view of a delivery from `queue` (logical name). Headers that cannot be read are
+ * dropped (or turned into strings) rather than failing the message: a message with odd headers is
+ * still handled.
  */
-export function toBusMessage(raw: ConsumeMessage, names: Namespace): BusMessage {
-  const headers = readHeaders(raw.properties?.headers);
+export function toBusMessage(raw: ConsumeMessage, names: Namespace, queue: string): BusMessage {
+  let headers = readHeaders(raw.properties?.headers);
   const counted = headers[DELIVERY_COUNT_HEADER];
   delete headers[DELIVERY_COUNT_HEADER];
   const previous = typeof counted === 'number' && Number.isFinite(counted) && counted > 0 ? Math.floor(counted) : 0;
@@ -122,6 +132,9 @@ export function toBusMessage(raw: ConsumeMessage, names: Namespace): BusMessage 
     typeof raw.properties?.messageId === 'string' && raw.properties.messageId !== ''
       ? raw.properties.messageId
       : fallbackMessageId(exchange, raw.fields.routingKey, raw.content);
+  if (queue === DEAD_LETTER_QUEUE && headers[DeadLetterHeaders.reason] === undefined) {
+    headers = withBrokerDeath(headers, raw, names);
+  }
   return Object.freeze({
     messageId,
     exchange,
@@ -135,7 +148,7 @@ export function toBusMessage(raw: ConsumeMessage, names: Namespace): BusMessage 
   });
 }
 
-export function readHeaders(input: unknown): Record<string, HeaderValue> {
+function readHeaders(input: unknown): Record<string, HeaderValue> {
   const headers: Record<string, HeaderValue> = {};
   if (input === null || typeof input !== 'object') return headers;
   let entries: [string, unknown][];
@@ -171,11 +184,49 @@ function fallbackMessageId(exchange: string, routingKey: string, body: Buffer): 
   return createHash('sha256').update(exchange).update('\0').update(routingKey).update('\0').update(body).digest('hex').slice(0, 32);
 }
 
-export function positiveInteger(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new SwitchboardError('BUS_INVALID_OPTION', `${name} must be a positive integer, got ${value}`);
-  }
-  return value;
+/**
+ * A message the broker dead-lettered itself (a quorum queue's x-delivery-limit exceeded) carries
+ * none of our headers, and its exchange is the dead-letter exchange. RabbitMQ's x-first-death-*
+ * headers and x-death entry say where it died: the same DeadLetterHeaders the bus would have set,
+ * in logical names. Unchanged when they are missing (not a broker-made dead letter).
+ */
+function withBrokerDeath(headers: Record<string, HeaderValue>, raw: ConsumeMessage, names: Namespace): Record<string, HeaderValue> {
+  const text = (name: string): string | undefined => {
+    const value = headers[name];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+  };
+  const reason = text('x-first-death-reason');
+  const exchange = text('x-first-death-exchange');
+  const queue = text('x-first-death-queue');
+  if (reason === undefined || queue === undefined) return headers;
+  const death = deathEntry(raw.properties?.headers, queue, reason);
+  const routingKeys = death?.['routing-keys'];
+  const routingKey = Array.isArray(routingKeys) && typeof routingKeys[0] === 'string' ? routingKeys[0] : raw.fields.routingKey;
+  const seconds = timestampSeconds(death?.time);
+  return deadLetterHeaders(
+    // x-first-death-exchange is empty for a message published to the default exchange.
+    { headers, exchange: names.logical(exchange ?? ''), routingKey },
+    names.logical(queue),
+    reason === 'delivery_limit' ? 'delivery limit reached (dead-lettered by RabbitMQ)' : `dead-lettered by RabbitMQ: ${reason}`,
+    seconds === undefined ? undefined : new Date(seconds * 1000),
+  );
+}
+
+/** The x-death entry of the first death (queue and reason), else the most recent one. */
+function deathEntry(raw: unknown, queue: string, reason: string): Record<string, unknown> | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const deaths: unknown = (raw as Record<string, unknown>)['x-death'];
+  if (!Array.isArray(deaths)) return undefined;
+  const entries = deaths.filter((d): d is Record<string, unknown> => d !== null && typeof d === 'object');
+  return entries.find((d) => d.queue === queue && d.reason === reason) ?? entries[0];
+}
+
+/** amqplib reads an AMQP timestamp as { '!': 'timestamp', value: seconds }. */
+function timestampSeconds(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (value === null || typeof value !== 'object' || !('value' in value)) return undefined;
+  const seconds = (value as { value: unknown }).value;
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? seconds : undefined;
 }
 
 /**

@@ -107,3 +107,23 @@ export const DeadLetterHeaders = {
   queue: 'x-switchboard-original-queue',
   deadAt: 'x-switchboard-dead-at',
 } as const;
+
+/**
+ * The headers of the copy of `msg` that goes to the dead-letter exchange: its own, plus where it
+ * died and why. `msg.exchange` and `msg.routingKey` are where it was first published.
+ */
+export function deadLetterHeaders(
+  msg: Pick<BusMessage, 'headers' | 'exchange' | 'routingKey'>,
+  queue: string,
+  reason: string,
+  deadAt: Date = new Date(),
+): Record<string, HeaderValue> {
+  return {
+    ...msg.headers,
+    [DeadLetterHeaders.reason]: reason,
+    [DeadLetterHeaders.exchange]: msg.exchange,
+    [DeadLetterHeaders.routingKey]: msg.routingKey,
+    [DeadLetterHeaders.queue]: queue,
+    [DeadLetterHeaders.deadAt]: deadAt.toISOString(),
+  };
+}

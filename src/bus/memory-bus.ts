@@ -1,10 +1,11 @@
 import { v7 as uuidv7 } from 'uuid';
 import { SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { withTimeout } from '../core/timing.ts';
 import {
   DEAD_LETTER_EXCHANGE,
   DEAD_LETTER_QUEUE,
-  DeadLetterHeaders,
+  deadLetterHeaders,
   type Bus,
   type BusMessage,
   type ConsumeOptions,
@@ -13,6 +14,7 @@ import {
   type Subscription,
   type Topology,
 } from './bus.ts';
+import { busClosedError, DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_DELIVERY_LIMIT, positiveInteger } from './bus-defaults.ts';
 import { readSnapshot, SnapshotWriter, type BusSnapshot } from './memory-bus-snapshot.ts';
 import { MemoryQueue, type QueueHooks, type StoredMessage } from './memory-queue.ts';
 
@@ -25,9 +27,6 @@ export interface MemoryBusOptions {
   /** How long close() lets handlers finish before taking their messages back (default 5000). */
   readonly closeTimeoutMs?: number;
 }
-
-const DEFAULT_DELIVERY_LIMIT = 5;
-const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * The embedded Bus: RabbitMQ topic-exchange semantics in one process, with an optional snapshot
@@ -92,7 +91,7 @@ export class MemoryBus implements Bus {
 
   async publish(exchange: string, routingKey: string, body: Buffer, options: PublishOptions = {}): Promise<void> {
     // Handlers still finishing during close() may publish their onward messages.
-    if (this.state === 'closed') throw closedError('publish');
+    if (this.state === 'closed') throw busClosedError('publish');
     if (!this.exchanges.has(exchange)) {
       throw new SwitchboardError('BUS_NO_EXCHANGE', `cannot publish to undeclared exchange ${exchange}`);
     }
@@ -108,7 +107,7 @@ export class MemoryBus implements Bus {
   }
 
   async ping(): Promise<void> {
-    if (this.state !== 'open') throw closedError('ping');
+    if (this.state !== 'open') throw busClosedError('ping');
   }
 
   /** Cancels every consumer, aborts those still busy after closeTimeoutMs, then writes the snapshot. */
@@ -120,12 +119,10 @@ export class MemoryBus implements Bus {
   private async shutdown(): Promise<void> {
     this.state = 'closing';
     const queues = [...this.queues.values()];
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      Promise.all(queues.map((q) => q.cancelAll())).then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), this.closeTimeoutMs))),
-    ]);
-    clearTimeout(timer);
+    const timedOut = await withTimeout(Promise.all(queues.map((q) => q.cancelAll())), this.closeTimeoutMs, 'handlers still busy').then(
+      () => false,
+      () => true,
+    );
     if (timedOut) {
       this.logger.warn({ timeoutMs: this.closeTimeoutMs }, 'handlers still busy at close; their messages go back to the queue');
       for (const queue of queues) queue.abortAll();
@@ -135,7 +132,7 @@ export class MemoryBus implements Bus {
   }
 
   private assertUsable(operation: string): void {
-    if (this.state !== 'open') throw closedError(operation);
+    if (this.state !== 'open') throw busClosedError(operation);
   }
 
   private addQueue(spec: Topology['queues'][number]): void {
@@ -171,14 +168,7 @@ export class MemoryBus implements Bus {
       this.logger.error({ messageId: msg.messageId, queue, reason }, 'dead letter failed again; dropped');
       return;
     }
-    const headers = Object.freeze({
-      ...msg.headers,
-      [DeadLetterHeaders.reason]: reason,
-      [DeadLetterHeaders.exchange]: msg.exchange,
-      [DeadLetterHeaders.routingKey]: msg.routingKey,
-      [DeadLetterHeaders.queue]: queue,
-      [DeadLetterHeaders.deadAt]: new Date().toISOString(),
-    });
+    const headers = Object.freeze(deadLetterHeaders(msg, queue, reason));
     this.route(DEAD_LETTER_EXCHANGE, msg.routingKey, msg.body, msg.messageId, headers);
   }
 
@@ -188,15 +178,4 @@ export class MemoryBus implements Bus {
     for (const [name, queue] of this.queues) snapshot.set(name, queue.snapshot());
     return snapshot;
   }
-}
-
-function closedError(operation: string): SwitchboardError {
-  return new SwitchboardError('BUS_CLOSED', `memory bus is closed; cannot ${operation}`);
-}
-
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new SwitchboardError('BUS_INVALID_OPTION', `${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }

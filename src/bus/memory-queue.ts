@@ -1,5 +1,6 @@
 import type { Logger } from '../core/logger.ts';
 import type { Binding, BusMessage, Headers, MessageHandler, Subscription } from './bus.ts';
+import { pause, stopController } from './bus-defaults.ts';
 import { settle, topicMatches } from './settle.ts';
 
 /** A message as one queue holds it. `deliveries` counts the deliveries so far (0 = never delivered). */
@@ -36,9 +37,12 @@ interface Consumer {
   readonly handler: MessageHandler;
   readonly prefetch: number;
   state: 'active' | 'cancelling' | 'gone';
+  /** Delivered and not settled yet, including failed ones waiting out their requeue delay. */
   readonly inFlight: Set<Delivery>;
   readonly drained: Promise<void>;
   readonly resolveDrained: () => void;
+  /** Aborted on cancel or abort: failed messages waiting out their requeue delay go back at once. */
+  readonly stopper: AbortController;
 }
 
 /** Ready messages in order; O(1) at both ends, sorted insert for requeues. */
@@ -140,6 +144,7 @@ export class MemoryQueue {
       inFlight: new Set(),
       drained,
       resolveDrained,
+      stopper: stopController(),
     };
     this.consumers.push(consumer);
     this.schedule();
@@ -161,6 +166,7 @@ export class MemoryQueue {
   private cancel(consumer: Consumer): Promise<void> {
     if (consumer.state === 'active') {
       consumer.state = 'cancelling';
+      consumer.stopper.abort();
       if (consumer.inFlight.size === 0) this.remove(consumer);
     }
     return consumer.drained;
@@ -168,6 +174,7 @@ export class MemoryQueue {
 
   private abort(consumer: Consumer): void {
     if (consumer.state === 'gone') return;
+    consumer.stopper.abort();
     const held = [...consumer.inFlight];
     consumer.inFlight.clear();
     for (const delivery of held) this.ready.insertBySeq(delivery.stored);
@@ -259,17 +266,33 @@ export class MemoryQueue {
 
   private finish(consumer: Consumer, delivery: Delivery, error: unknown): void {
     // Not held any more: the consumer was aborted and the message handed to someone else.
-    if (!consumer.inFlight.delete(delivery)) return;
-    const { message, stored } = delivery;
+    if (!consumer.inFlight.has(delivery)) return;
+    const { message } = delivery;
     const outcome = settle(error, message, this.deliveryLimit);
     const context = { messageId: message.messageId, queue: this.name, deliveryCount: message.deliveryCount };
     if (outcome.action === 'requeue') {
-      this.hooks.logger.warn({ ...context, error: outcome.error }, 'handler failed; message requeued');
-      this.ready.insertBySeq(stored);
-    } else if (outcome.action === 'dead-letter') {
+      this.hooks.logger.warn({ ...context, error: outcome.error, retryInMs: outcome.delayMs }, 'handler failed; message requeued');
+      // Held (as RabbitMQ holds an unacked message) until the delay is over, then put back in its
+      // place; the consumer's other deliveries go on meanwhile. Cancel and abort cut the wait short.
+      void pause(outcome.delayMs, consumer.stopper.signal).then(() => this.putBack(consumer, delivery));
+      return;
+    }
+    consumer.inFlight.delete(delivery);
+    if (outcome.action === 'dead-letter') {
       this.hooks.logger.warn({ ...context, reason: outcome.reason }, 'message dead-lettered');
       this.hooks.deadLetter(message, this.name, outcome.reason);
     }
+    this.settled(consumer);
+  }
+
+  private putBack(consumer: Consumer, delivery: Delivery): void {
+    // Aborted meanwhile: abort() has put it back already.
+    if (!consumer.inFlight.delete(delivery)) return;
+    this.ready.insertBySeq(delivery.stored);
+    this.settled(consumer);
+  }
+
+  private settled(consumer: Consumer): void {
     this.hooks.changed();
     if (consumer.state === 'cancelling' && consumer.inFlight.size === 0) this.remove(consumer);
     else this.schedule();

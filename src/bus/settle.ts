@@ -1,9 +1,14 @@
 import { errorMessage, PermanentError } from '../core/errors.ts';
+import { backoff } from '../core/timing.ts';
 import type { BusMessage } from './bus.ts';
+
+const REQUEUE_MIN_DELAY_MS = 50;
+const REQUEUE_MAX_DELAY_MS = 5_000;
 
 export type Settlement =
   | { readonly action: 'ack' }
-  | { readonly action: 'requeue'; readonly error: string }
+  /** Hand back for redelivery after `delayMs`, so a passing outage does not use up every delivery at once. */
+  | { readonly action: 'requeue'; readonly error: string; readonly delayMs: number }
   | { readonly action: 'dead-letter'; readonly reason: string };
 
 /**
@@ -17,7 +22,7 @@ export function settle(error: unknown | undefined, msg: BusMessage, deliveryLimi
   if (msg.deliveryCount >= deliveryLimit) {
     return { action: 'dead-letter', reason: `delivery limit ${deliveryLimit} reached; last error: ${message}` };
   }
-  return { action: 'requeue', error: message };
+  return { action: 'requeue', error: message, delayMs: backoff(msg.deliveryCount, REQUEUE_MIN_DELAY_MS, REQUEUE_MAX_DELAY_MS) };
 }
 
 /** Topic-exchange matching: '*' is exactly one word, '#' is zero or more words. */

@@ -271,6 +271,30 @@ describe.each(adapters)('Bus contract: $name', (adapter) => {
     expect(dead.messages).toHaveLength(0);
   });
 
+  it('hands a failing message back only after a growing delay, while other messages go on', async () => {
+    const bus = await workQueue();
+    const seen: { text: string; at: number }[] = [];
+    await bus.consume(
+      'work',
+      async (msg) => {
+        seen.push({ text: text(msg), at: Date.now() });
+        if (text(msg) === 'failing' && msg.deliveryCount < 3) throw new Error('outage');
+      },
+      { prefetch: 2 },
+    );
+    const tries = (): number[] => seen.filter((s) => s.text === 'failing').map((s) => s.at);
+    await bus.publish(EX, 'agent.1', Buffer.from('failing'));
+    await waitFor(() => tries().length === 2);
+    // Published while the failing message waits for its third try: handled at once, not after it.
+    await bus.publish(EX, 'agent.1', Buffer.from('other'));
+    await waitFor(() => tries().length === 3 && seen.some((s) => s.text === 'other'));
+    const [first, second, third] = tries() as [number, number, number];
+    // settle() asks for 50 ms after the first failure, then 100 ms (a timer may fire a ms early).
+    expect(second - first).toBeGreaterThanOrEqual(48);
+    expect(third - second).toBeGreaterThanOrEqual(98);
+    expect(seen.find((s) => s.text === 'other')?.at).toBeLessThan(third);
+  });
+
   it('dead-letters after the delivery limit with the last error in the reason', async () => {
     const bus = await workQueue({ deliveryLimit: 3 });
     const dead = await collect(bus, DEAD_LETTER_QUEUE);
