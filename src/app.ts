@@ -1,11 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { adapterMode, openAdapters } from './adapters.ts';
-import { builtinCommands } from './agent/commands/index.ts';
-import { CommandRegistry } from './agent/command-registry.ts';
-import { ConversationHistory } from './agent/history.ts';
+import { makeLlm, makeWorker, openAgentServices } from './agent/agent-services.ts';
 import type { LlmClient } from './agent/llm.ts';
-import { OpenAiLlm } from './agent/openai-llm.ts';
-import { AgentWorker } from './agent/worker.ts';
 import type { Bus } from './bus/bus.ts';
 import { DeadLetters } from './bus/dead-letters.ts';
 import { EnvelopeBus } from './bus/envelope-bus.ts';
@@ -88,26 +84,25 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       await sender.start();
       running.push(sender);
     }
-    if (roles.includes('worker')) {
-      const worker = new AgentWorker({
-        bus: envelopes,
+    const agent =
+      roles.includes('worker') || roles.includes('api') ? await openAgentServices({ config, store, bus: envelopes, logger }) : undefined;
+    if (agent && roles.includes('worker')) {
+      const worker = makeWorker(agent, {
+        config,
         store,
+        bus: envelopes,
         llm: options.llm ?? makeLlm(config),
-        commands: new CommandRegistry().register(...builtinCommands),
-        history: new ConversationHistory(store, config.limits.historyMaxTurns),
-        systemPrompt: config.llm.systemPrompt,
-        adminUsers: config.adminUsers,
-        shards: config.bus.shards,
-        prefetch: config.bus.prefetch,
         logger: logger.child({ role: 'worker' }),
         metrics,
       });
       await worker.start();
       running.push(worker);
+      agent.timers.start();
+      running.push(agent.timers);
       await deadLetters.start();
       running.push(deadLetters);
     }
-    if (roles.includes('api')) {
+    if (agent && roles.includes('api')) {
       const hub = new TaskEventHub(store, logger.child({ component: 'task-events' }));
       await hub.start();
       running.push(hub);
@@ -117,6 +112,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         tasks,
         hub,
         deadLetters,
+        agent,
         metrics,
         logger,
         config: {
@@ -154,11 +150,6 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     return stopping;
   };
   return { mode: adapters.mode, url, bus, store, metrics, stop };
-}
-
-function makeLlm(config: Config): LlmClient | undefined {
-  const { apiKey, baseURL, model, timeoutMs, maxRetries } = config.llm;
-  return apiKey ? new OpenAiLlm({ apiKey, baseURL, model, timeoutMs, maxRetries }) : undefined;
 }
 
 /** Waits for in-flight work up to the shutdown timeout, then hands back what is left (it is redelivered). */

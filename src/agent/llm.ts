@@ -1,19 +1,43 @@
 import { SwitchboardError } from '../core/errors.ts';
 
-export interface ChatMessage {
-  readonly role: 'system' | 'user' | 'assistant';
-  readonly content: string;
+/** One tool call the model asked for. `arguments` is the raw JSON text the model wrote. */
+export interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: string;
+}
+
+/** A message of the conversation sent to the model (the OpenAI chat shape, SDK-neutral). */
+export type ChatMessage =
+  | { readonly role: 'system' | 'user'; readonly content: string }
+  | { readonly role: 'assistant'; readonly content: string | null; readonly toolCalls?: readonly ToolCall[] }
+  | { readonly role: 'tool'; readonly toolCallId: string; readonly content: string };
+
+/** A tool offered to the model: its parameters as a JSON Schema object. */
+export interface ToolSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly parameters: Readonly<Record<string, unknown>>;
 }
 
 export interface Completion {
+  /** The answer text ('' when the model only called tools). */
   readonly text: string;
+  /** Tool calls in the order the model made them (empty for a plain answer). */
+  readonly toolCalls: readonly ToolCall[];
   readonly model: string;
   readonly usage: { readonly promptTokens: number; readonly completionTokens: number } | undefined;
 }
 
+export interface CompleteOptions {
+  /** Tools the model may call; none offered when empty or absent. */
+  readonly tools?: readonly ToolSpec[];
+  readonly signal?: AbortSignal;
+}
+
 /** The LLM port: one chat completion. The OpenAI adapter is the production one. */
 export interface LlmClient {
-  complete(messages: readonly ChatMessage[], signal?: AbortSignal): Promise<Completion>;
+  complete(messages: readonly ChatMessage[], options?: CompleteOptions): Promise<Completion>;
 }
 
 export type LlmFailure = 'unauthorized' | 'timeout' | 'rate_limited' | 'unavailable' | 'bad_request' | 'not_configured';

@@ -1,5 +1,11 @@
 import OpenAI from 'openai';
-import type { ChatMessage, Completion, LlmClient } from './llm.ts';
+import type {
+  ChatCompletionFunctionTool,
+  ChatCompletionMessage,
+  ChatCompletionMessageFunctionToolCall,
+  ChatCompletionMessageParam,
+} from 'openai/resources/chat/completions';
+import type { ChatMessage, CompleteOptions, Completion, LlmClient, ToolCall, ToolSpec } from './llm.ts';
 import { LlmError } from './llm.ts';
 
 export interface OpenAiLlmOptions {
@@ -23,15 +29,22 @@ export class OpenAiLlm implements LlmClient {
     });
   }
 
-  async complete(messages: readonly ChatMessage[], signal?: AbortSignal): Promise<Completion> {
+  async complete(messages: readonly ChatMessage[], options: CompleteOptions = {}): Promise<Completion> {
+    const tools = options.tools ?? [];
     try {
       const response = await this.client.chat.completions.create(
-        { model: this.options.model, messages: messages.map((m) => ({ role: m.role, content: m.content })) },
-        { signal },
+        {
+          model: this.options.model,
+          messages: messages.map(toMessageParam),
+          // Some OpenAI-compatible servers reject an empty `tools` array, so it is sent only when there are tools.
+          ...(tools.length > 0 ? { tools: tools.map(toToolParam) } : {}),
+        },
+        { signal: options.signal },
       );
-      const choice = response.choices[0];
+      const message = response.choices[0]?.message;
       return {
-        text: choice?.message.content ?? '',
+        text: message?.content ?? '',
+        toolCalls: message ? toToolCalls(message) : [],
         model: response.model,
         usage: response.usage
           ? { promptTokens: response.usage.prompt_tokens, completionTokens: response.usage.completion_tokens }
@@ -41,6 +54,41 @@ export class OpenAiLlm implements LlmClient {
       throw toLlmError(err);
     }
   }
+}
+
+function toMessageParam(message: ChatMessage): ChatCompletionMessageParam {
+  switch (message.role) {
+    case 'system':
+      return { role: 'system', content: message.content };
+    case 'user':
+      return { role: 'user', content: message.content };
+    case 'assistant': {
+      const toolCalls = message.toolCalls ?? [];
+      if (toolCalls.length === 0) return { role: 'assistant', content: message.content };
+      return {
+        role: 'assistant',
+        content: message.content,
+        tool_calls: toolCalls.map((call) => ({
+          id: call.id,
+          type: 'function',
+          function: { name: call.name, arguments: call.arguments },
+        })),
+      };
+    }
+    case 'tool':
+      return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
+  }
+}
+
+function toToolParam(tool: ToolSpec): ChatCompletionFunctionTool {
+  return { type: 'function', function: { name: tool.name, description: tool.description, parameters: { ...tool.parameters } } };
+}
+
+/** Function tool calls in the order the model made them; other kinds (custom tools) are never offered, so ignored. */
+function toToolCalls(message: ChatCompletionMessage): ToolCall[] {
+  return (message.tool_calls ?? [])
+    .filter((call): call is ChatCompletionMessageFunctionToolCall => call.type === 'function')
+    .map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments }));
 }
 
 function toLlmError(err: unknown): LlmError {

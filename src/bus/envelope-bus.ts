@@ -26,7 +26,7 @@ export class EnvelopeBus {
   }
 
   route(envelope: Envelope): { exchange: string; routingKey: string } {
-    if (envelope.body.kind === 'message') {
+    if (envelope.body.kind === 'message' || envelope.body.kind === 'step') {
       const shard = shardOf(conversationKey(envelope), this.shards);
       return { exchange: INBOUND_EXCHANGE, routingKey: inboundRoutingKey(shard, parseAddress(envelope.from).platform) };
     }

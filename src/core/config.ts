@@ -77,6 +77,18 @@ export const ConfigSchema = z.object({
   CALLBACK_MAX_ATTEMPTS: int(1, 20).default(5),
   TASK_TTL_DAYS: int(1, 3650).default(7),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+  OPENAI_TOOLS: z.enum(['native', 'prompt']).default('native'),
+  PLUGINS_DIRS: list,
+  PLUGINS_ENABLED: list,
+  PLUGINS_DISABLED: list,
+  PLUGIN_FAILURE_LIMIT: int(1, 1000).default(3),
+  TOOL_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  TOOL_RESULT_MAX_CHARS: int(100, 1_000_000).default(8_000),
+  TOOL_CALLS_PER_NODE: int(1, 64).default(8),
+  TOOL_CONCURRENCY: int(1, 64).default(4),
+  CHAIN_MAX_DEPTH: int(1, 64).default(8),
+  CONFIRM_TTL: int(1, 7 * 86_400).default(600),
+  SECRET_KEY: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
 });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
@@ -93,7 +105,26 @@ export interface Config {
     readonly systemPrompt: string;
     readonly timeoutMs: number;
     readonly maxRetries: number;
+    /** `prompt`: the model has no tool calling; tools are described in its prompt. */
+    readonly tools: 'native' | 'prompt';
   };
+  readonly plugins: {
+    /** Extra folders of plugins, after the bundled plugins/ folder. */
+    readonly dirs: readonly string[];
+    readonly enabled: readonly string[];
+    readonly disabled: readonly string[];
+    readonly failureLimit: number;
+    readonly toolTimeoutMs: number;
+    readonly toolResultMaxChars: number;
+    readonly toolCallsPerNode: number;
+    readonly toolConcurrency: number;
+    readonly chainMaxDepth: number;
+    readonly confirmTtlMs: number;
+  };
+  /** Encrypts users' private env values; /env is off without it. */
+  readonly secretKey: string | undefined;
+  /** The environment as given: plugins read the operator settings they declare from it. */
+  readonly env: Readonly<Record<string, string | undefined>>;
   readonly limits: {
     readonly historyMaxTurns: number;
     readonly messageMaxChars: number;
@@ -137,7 +168,22 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       systemPrompt: c.SYSTEM_PROMPT,
       timeoutMs: c.LLM_TIMEOUT_MS,
       maxRetries: c.LLM_MAX_RETRIES,
+      tools: c.OPENAI_TOOLS,
     },
+    plugins: {
+      dirs: c.PLUGINS_DIRS,
+      enabled: c.PLUGINS_ENABLED,
+      disabled: c.PLUGINS_DISABLED,
+      failureLimit: c.PLUGIN_FAILURE_LIMIT,
+      toolTimeoutMs: c.TOOL_TIMEOUT_MS,
+      toolResultMaxChars: c.TOOL_RESULT_MAX_CHARS,
+      toolCallsPerNode: c.TOOL_CALLS_PER_NODE,
+      toolConcurrency: c.TOOL_CONCURRENCY,
+      chainMaxDepth: c.CHAIN_MAX_DEPTH,
+      confirmTtlMs: c.CONFIRM_TTL * 1000,
+    },
+    secretKey: c.SECRET_KEY,
+    env,
     limits: {
       historyMaxTurns: c.HISTORY_MAX_TURNS,
       messageMaxChars: c.MESSAGE_MAX_CHARS,

@@ -39,6 +39,52 @@ export const MessageBodySchema = z.object({
   command: CommandSchema.optional(),
 });
 
+export const ToolCallSchema = z.object({
+  id: z.string().min(1).max(256),
+  name: z.string().min(1).max(128),
+  /** The raw JSON text the model wrote. */
+  arguments: z.string(),
+});
+
+/** What a chain said and learned after the person's message: the model's tool calls and their results. */
+export const TranscriptItemSchema = z.discriminatedUnion('role', [
+  z.object({ role: z.literal('assistant'), content: z.string().nullable(), toolCalls: z.array(ToolCallSchema).default([]) }),
+  z.object({ role: z.literal('tool'), toolCallId: z.string(), content: z.string() }),
+]);
+export type TranscriptItem = z.infer<typeof TranscriptItemSchema>;
+
+/**
+ * The next node of a chain: the person's message, what happened since, and (after a /confirm) the
+ * decision on the tool calls that waited for it. The worker runs the decided calls, then asks the model.
+ */
+export const StepBodySchema = z.object({
+  kind: z.literal('step'),
+  /** The person's message that started the chain. */
+  text: z.string(),
+  transcript: z.array(TranscriptItemSchema),
+  pending: z
+    .object({
+      formId: z.string(),
+      /** Ids of the calls of the last assistant message that waited for the decision. */
+      callIds: z.array(z.string()).min(1),
+      decision: z.enum(['approve', 'reject', 'expired']),
+      /** Edited arguments for the (single) waiting call, already validated against the tool's schema. */
+      args: z.record(z.string(), z.unknown()).optional(),
+    })
+    .optional(),
+});
+
+/** A button under a message (Telegram inline keyboards); pressing it sends `command` as the person. */
+export const ButtonSchema = z.object({ text: z.string().min(1).max(64), command: z.string().min(1).max(64) });
+
+/** A question to the person that a chain waits for (/confirm): what the API shows while a task waits. */
+export const FormSchema = z.object({
+  formId: z.string(),
+  expiresAt: z.iso.datetime(),
+  tools: z.array(z.object({ name: z.string(), args: z.unknown() })),
+});
+export type Form = z.infer<typeof FormSchema>;
+
 /** What a chain tells a person. `status` set means the chain reached that state with this reply. */
 export const ReplyBodySchema = z.object({
   kind: z.literal('reply'),
@@ -47,18 +93,21 @@ export const ReplyBodySchema = z.object({
   status: z.enum(['done', 'failed']).optional(),
   /** Why the chain failed (for API clients and logs); the text is what the person reads. */
   error: z.string().optional(),
+  buttons: z.array(ButtonSchema).max(8).optional(),
+  form: FormSchema.optional(),
 });
 
-/** A chain changed state without saying anything (a worker took it: show "typing"). */
+/** A chain changed state without saying anything: a worker took it ("typing"), or it waits for the person. */
 export const StatusBodySchema = z.object({
   kind: z.literal('status'),
-  status: z.enum(['running']),
+  status: z.enum(['running', 'waiting']),
 });
 
-export const BodySchema = z.discriminatedUnion('kind', [MessageBodySchema, ReplyBodySchema, StatusBodySchema]);
+export const BodySchema = z.discriminatedUnion('kind', [MessageBodySchema, StepBodySchema, ReplyBodySchema, StatusBodySchema]);
 export type Body = z.infer<typeof BodySchema>;
 export type MessageBody = z.infer<typeof MessageBodySchema>;
 export type ReplyBody = z.infer<typeof ReplyBodySchema>;
+export type StepBody = z.infer<typeof StepBodySchema>;
 
 export const EnvelopeSchema = z.object({
   v: z.literal(ENVELOPE_VERSION),
@@ -95,11 +144,13 @@ export interface NewMessage {
   readonly chatType?: 'private' | 'group';
   readonly ref?: string;
   readonly command?: Command;
+  /** A fixed id (scheduled messages use the schedule's id, so firing twice starts one chain). */
+  readonly id?: string;
 }
 
 /** The root envelope of a new chain. */
 export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
-  const id = newId();
+  const id = input.id ?? newId();
   return {
     v: ENVELOPE_VERSION,
     id,
@@ -114,6 +165,25 @@ export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
     chatType: input.chatType ?? 'private',
     to: input.to && input.to.length > 0 ? [...input.to] : [input.from],
     body: { kind: 'message', text: input.text, attachments: [], command: input.command },
+  };
+}
+
+/** The next node of a chain: a child of `node`, one level deeper, with a deterministic id. */
+export function nextNode(node: Envelope, body: StepBody, suffix = 'next'): EnvelopeOf<'step'> {
+  return {
+    v: ENVELOPE_VERSION,
+    id: `${node.id}.${suffix}`,
+    chainId: node.chainId,
+    parentId: node.id,
+    depth: node.depth + 1,
+    ref: node.ref,
+    at: new Date().toISOString(),
+    from: node.from,
+    user: node.user,
+    conversation: node.conversation,
+    chatType: node.chatType,
+    to: node.to,
+    body,
   };
 }
 

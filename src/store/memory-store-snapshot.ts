@@ -15,12 +15,14 @@ export type Entry =
   | { type: 'string'; value: string; expiresAt?: number }
   | { type: 'hash'; value: Map<string, string>; expiresAt?: number }
   | { type: 'set'; value: Set<string>; expiresAt?: number }
-  | { type: 'list'; value: string[]; expiresAt?: number };
+  | { type: 'list'; value: string[]; expiresAt?: number }
+  /** A sorted set: member → score. */
+  | { type: 'zset'; value: Map<string, number>; expiresAt?: number };
 
 export type EntryType = Entry['type'];
 
 const expiresAt = z.number().int().optional();
-// Hash fields are kept as pairs, not an object, so a field named "__proto__" survives the round trip.
+// Hash fields and sorted-set members are kept as pairs, not an object, so "__proto__" survives the round trip.
 const entrySchema = z.discriminatedUnion('type', [
   z.object({ key: z.string(), type: z.literal('string'), value: z.string(), expiresAt }),
   z.object({
@@ -31,6 +33,14 @@ const entrySchema = z.discriminatedUnion('type', [
   }),
   z.object({ key: z.string(), type: z.literal('set'), value: z.array(z.string()), expiresAt }),
   z.object({ key: z.string(), type: z.literal('list'), value: z.array(z.string()), expiresAt }),
+  // Added later under the same version: older files have no such entries and load as before. zod's
+  // number is finite, so a score of 1e999 (Infinity once parsed) makes the file corrupt.
+  z.object({
+    key: z.string(),
+    type: z.literal('zset'),
+    value: z.array(z.tuple([z.string(), z.number()])),
+    expiresAt,
+  }),
 ]);
 
 const snapshotSchema = z.object({
@@ -60,6 +70,9 @@ export function serializeSnapshot(data: ReadonlyMap<string, Entry>, now: number)
       case 'list':
         entries.push({ key, type: 'list', value: [...entry.value], ...ttl });
         break;
+      case 'zset':
+        entries.push({ key, type: 'zset', value: [...entry.value], ...ttl });
+        break;
     }
   }
   return JSON.stringify({ version: 1, savedAt: now, entries });
@@ -76,6 +89,8 @@ function toEntry(item: SnapshotEntry): Entry | undefined {
       return item.value.length === 0 ? undefined : { type: 'set', value: new Set(item.value), ...ttl };
     case 'list':
       return item.value.length === 0 ? undefined : { type: 'list', value: [...item.value], ...ttl };
+    case 'zset':
+      return item.value.length === 0 ? undefined : { type: 'zset', value: new Map(item.value), ...ttl };
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The in-memory Store adapter (the embedded default). It follows Redis semantics for every method of
- * the port, keeps each key's type (string, hash, set, list), expires keys by an injectable clock, and
+ * the port, keeps each key's type (string, hash, set, list, sorted set), expires keys by an injectable clock, and
  * optionally snapshots to a JSON file (atomic replace, debounced) that it loads again on open.
  *
  * @example
@@ -13,6 +13,8 @@ import { errorMessage } from '../core/errors.ts';
 import type { SetOptions, Store } from './store.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
 import { addCounter, checkInteger, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
+
+type Scored = readonly [member: string, score: number];
 
 export interface MemoryStoreOptions {
   readonly logger: Logger;
@@ -252,6 +254,54 @@ export class MemoryStore implements Store {
     this.changed();
   }
 
+  async zadd(key: string, entries: Readonly<Record<string, number>>): Promise<number> {
+    const pairs = Object.entries(entries);
+    for (const [, score] of pairs) checkScore(score, 'score');
+    const zset = this.read(key, 'zset');
+    if (pairs.length === 0) return 0;
+    const target = zset?.value ?? this.create(key, { type: 'zset', value: new Map<string, number>() }).value;
+    const before = target.size;
+    // `+ 0` turns -0 into 0, which is what Redis gets (String(-0) is "0").
+    for (const [member, score] of pairs) target.set(member, score + 0);
+    this.changed();
+    return target.size - before;
+  }
+
+  async zrem(key: string, ...members: string[]): Promise<number> {
+    const zset = this.read(key, 'zset');
+    if (zset === undefined) return 0;
+    let removed = 0;
+    for (const member of members) if (zset.value.delete(member)) removed += 1;
+    if (zset.value.size === 0) this.data.delete(key);
+    if (removed > 0) this.changed();
+    return removed;
+  }
+
+  async zrange(key: string, limit: number): Promise<{ member: string; score: number }[]> {
+    checkLimit(limit);
+    const zset = this.read(key, 'zset');
+    if (zset === undefined || limit === 0) return [];
+    return [...zset.value]
+      .sort(byScore)
+      .slice(0, limit)
+      .map(([member, score]) => ({ member, score }));
+  }
+
+  async zclaim(key: string, now: number, leaseMs: number, limit: number): Promise<string[]> {
+    checkScore(now, 'now');
+    checkTtl(leaseMs);
+    checkLimit(limit);
+    const zset = this.read(key, 'zset');
+    if (zset === undefined || limit === 0) return [];
+    // Synchronous from the read to the last write, so no other call can claim the same members.
+    const due = [...zset.value].filter(([, score]) => score <= now);
+    const claimed = due.sort(byScore).slice(0, limit);
+    const until = now + leaseMs;
+    for (const [member] of claimed) zset.value.set(member, until);
+    if (claimed.length > 0) this.changed();
+    return claimed.map(([member]) => member);
+  }
+
   async notify(channel: string, message: string): Promise<void> {
     this.assertOpen();
     const subscriptions = this.channels.get(channel);
@@ -342,4 +392,39 @@ export class MemoryStore implements Store {
   private changed(): void {
     this.writer?.markDirty();
   }
+}
+
+// Sorted-set rules (kept alike in redis-store.ts): scores are finite, limits are counts.
+function checkScore(value: number, what: string): void {
+  if (!Number.isFinite(value)) throw new Error(`ERR ${what} is not a finite number`);
+}
+
+function checkLimit(limit: number): void {
+  checkInteger(limit, 'limit');
+  if (limit < 0) throw new Error('ERR limit must not be negative');
+}
+
+/** Redis' order of a sorted set: by score, equal scores by the bytes of the member. */
+function byScore(a: Scored, b: Scored): number {
+  return a[1] - b[1] || compareCodePoints(a[0], b[0]);
+}
+
+/**
+ * Orders strings by code point, which is the order of their UTF-8 bytes (Redis compares those).
+ * Plain `<` compares UTF-16 units and puts U+E000..U+FFFF after characters above U+FFFF.
+ */
+function compareCodePoints(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i += 1) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+/** Moves surrogates (halves of code points above U+FFFF) after U+E000..U+FFFF, keeping every other order. */
+function codePointRank(unit: number): number {
+  if (unit < 0xd800) return unit;
+  return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
 }

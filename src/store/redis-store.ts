@@ -6,7 +6,8 @@
  *
  * Delivery during a disconnect is at least once: a command that was written but not answered when
  * the socket died is sent again after the reconnect, so it may run twice (an INCR counts twice, an
- * RPUSH appends twice, a TAKE whose first reply was lost returns null the second time).
+ * RPUSH appends twice, a TAKE whose first reply was lost returns null the second time, a ZCLAIM
+ * whose first reply was lost leaves the members it claimed waiting until their lease passes).
  *
  * @example
  * const store = await RedisStore.open({ url: 'redis://127.0.0.1:6379', logger, keyPrefix: 'switchboard:' });
@@ -198,6 +199,38 @@ export class RedisStore implements Store {
     await this.run(() => this.redis.ltrim(key, start, stop));
   }
 
+  async zadd(key: string, entries: Readonly<Record<string, number>>): Promise<number> {
+    const pairs = Object.entries(entries);
+    for (const [, score] of pairs) checkScore(score, 'score');
+    // ZADD needs a member; with none, ZCARD still reports WRONGTYPE like the memory store does.
+    if (pairs.length === 0) return this.run(() => this.redis.zcard(key).then(() => 0));
+    const args = pairs.flatMap(([member, score]) => [String(score), member]);
+    return this.run(() => this.redis.zadd(key, ...args));
+  }
+
+  async zrem(key: string, ...members: string[]): Promise<number> {
+    if (members.length === 0) return this.run(() => this.redis.zcard(key).then(() => 0));
+    return this.run(() => this.redis.zrem(key, ...members));
+  }
+
+  async zrange(key: string, limit: number): Promise<{ member: string; score: number }[]> {
+    checkLimit(limit);
+    // ZRANGE 0 -1 would be the whole set; with a limit of 0, ZCARD only checks the type.
+    if (limit === 0) return this.run(() => this.redis.zcard(key).then(() => []));
+    const reply = await this.run(() => this.redis.zrange(key, 0, limit - 1, 'WITHSCORES'));
+    const result: { member: string; score: number }[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) result.push({ member: reply[i] ?? '', score: Number(reply[i + 1]) });
+    return result;
+  }
+
+  async zclaim(key: string, now: number, leaseMs: number, limit: number): Promise<string[]> {
+    checkScore(now, 'now');
+    checkTtl(leaseMs);
+    checkLimit(limit);
+    const reply = await this.run(() => this.script('zclaim')(key, String(now), String(now + leaseMs), limit));
+    return reply as string[];
+  }
+
   async notify(channel: string, message: string): Promise<void> {
     // PUBLISH has no key, so ioredis does not prefix the channel; we do.
     await this.run(() => this.redis.publish(this.keyPrefix + channel, message));
@@ -360,4 +393,15 @@ export class RedisStore implements Store {
   private assertOpen(): void {
     if (this.closing !== undefined) throw new Error('redis store is closed');
   }
+}
+
+// Sorted-set rules (kept alike in memory-store.ts): scores are finite, limits are counts. Redis
+// itself would take inf as a score and read a negative LIMIT count as "all".
+function checkScore(value: number, what: string): void {
+  if (!Number.isFinite(value)) throw new Error(`ERR ${what} is not a finite number`);
+}
+
+function checkLimit(limit: number): void {
+  checkInteger(limit, 'limit');
+  if (limit < 0) throw new Error('ERR limit must not be negative');
 }

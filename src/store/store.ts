@@ -51,6 +51,22 @@ export interface Store {
   /** Keeps only the inclusive range (Redis semantics). */
   ltrim(key: string, start: number, stop: number): Promise<void>;
 
+  /**
+   * Adds members to a time-ordered set, or moves them: the score is a time in epoch milliseconds
+   * (when the member is due). Returns how many members were new.
+   */
+  zadd(key: string, entries: Readonly<Record<string, number>>): Promise<number>;
+  /** Removes members of a time-ordered set; returns how many were there. */
+  zrem(key: string, ...members: string[]): Promise<number>;
+  /** Members with their scores, lowest score first (at most `limit`). */
+  zrange(key: string, limit: number): Promise<{ member: string; score: number }[]>;
+  /**
+   * Claims up to `limit` members due at `now` (score ≤ now), lowest score first, by moving each to
+   * `now + leaseMs`; returns them. Atomic: concurrent callers never claim the same member, and a
+   * claimed member comes due again when its lease passes unless it was removed (at least once).
+   */
+  zclaim(key: string, now: number, leaseMs: number, limit: number): Promise<string[]>;
+
   /** Publishes a notice to listeners of a channel, in every process that shares the store. */
   notify(channel: string, message: string): Promise<void>;
   /** Listens to a channel; returns a function that stops listening. */

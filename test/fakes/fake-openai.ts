@@ -1,24 +1,64 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+/** One message of a chat-completions request, as it arrives on the wire. */
+export interface RecordedMessage {
+  role: string;
+  content: string | null;
+  tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
+}
+
+/** One tool offered in a chat-completions request. */
+export interface RecordedTool {
+  type: string;
+  function: { name: string; description?: string; parameters?: unknown };
+}
+
 export interface RecordedRequest {
   readonly path: string;
   readonly authorization: string | undefined;
-  readonly body: { model: string; messages: { role: string; content: string }[] } & Record<string, unknown>;
+  readonly body: { model: string; messages: RecordedMessage[]; tools?: RecordedTool[] } & Record<string, unknown>;
+}
+
+type FakeUsage = { prompt: number; completion: number };
+
+/** One tool call the fake model makes: object arguments are JSON-encoded, string arguments sent as is. */
+export interface FakeToolCall {
+  readonly name: string;
+  readonly arguments: unknown;
+  /** Default: `call_<requestIndex>_<i>`. */
+  readonly id?: string;
 }
 
 /** What the fake answers to one request. */
 export type FakeAnswer =
-  | { readonly text: string; readonly delayMs?: number; readonly usage?: { prompt: number; completion: number } }
+  | { readonly text: string; readonly delayMs?: number; readonly usage?: FakeUsage }
+  | { readonly toolCalls: readonly FakeToolCall[]; readonly text?: string; readonly delayMs?: number; readonly usage?: FakeUsage }
   | { readonly status: number; readonly message?: string; readonly delayMs?: number };
 
 export type Responder = (request: RecordedRequest, index: number) => FakeAnswer | Promise<FakeAnswer>;
 
-/** Default: answers "echo: <last user message>". */
-export const echo: Responder = (request) => {
+/** The text of the last user message of a request ('' when there is none). */
+export function lastUserText(request: RecordedRequest): string {
   const last = [...request.body.messages].reverse().find((m) => m.role === 'user');
-  return { text: `echo: ${last?.content ?? ''}` };
-};
+  return last?.content ?? '';
+}
+
+/** The names of the tools a request offered, in order. */
+export function offeredTools(request: RecordedRequest): string[] {
+  return (request.body.tools ?? []).map((t) => t.function.name);
+}
+
+/** The tool-result messages of a request, in order. */
+export function toolResults(request: RecordedRequest): { toolCallId: string; content: string }[] {
+  return request.body.messages
+    .filter((m) => m.role === 'tool')
+    .map((m) => ({ toolCallId: m.tool_call_id ?? '', content: m.content ?? '' }));
+}
+
+/** Default: answers "echo: <last user message>". */
+export const echo: Responder = (request) => ({ text: `echo: ${lastUserText(request)}` });
 
 /**
  * An OpenAI-compatible chat-completions server on loopback, driven through the real openai SDK by
@@ -51,6 +91,25 @@ export class FakeOpenAi {
           return;
         }
         const usage = answer.usage ?? { prompt: 10, completion: 5 };
+        const choice =
+          'toolCalls' in answer
+            ? {
+                index: 0,
+                finish_reason: 'tool_calls',
+                message: {
+                  role: 'assistant',
+                  content: answer.text ?? null,
+                  tool_calls: answer.toolCalls.map((call, i) => ({
+                    id: call.id ?? `call_${index}_${i}`,
+                    type: 'function',
+                    function: {
+                      name: call.name,
+                      arguments: typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments),
+                    },
+                  })),
+                },
+              }
+            : { index: 0, finish_reason: 'stop', message: { role: 'assistant', content: answer.text } };
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(
           JSON.stringify({
@@ -58,7 +117,7 @@ export class FakeOpenAi {
             object: 'chat.completion',
             created: Math.floor(Date.now() / 1000),
             model: body.model,
-            choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: answer.text } }],
+            choices: [choice],
             usage: { prompt_tokens: usage.prompt, completion_tokens: usage.completion, total_tokens: usage.prompt + usage.completion },
           }),
         );
@@ -77,9 +136,9 @@ export class FakeOpenAi {
     this.responder = responder;
   }
 
-  /** The user messages of every request, as the LLM saw them. */
+  /** Every message of every request as `role: content` lines, as the LLM saw them (null content as ''). */
   get prompts(): string[][] {
-    return this.requests.map((r) => r.body.messages.map((m) => `${m.role}: ${m.content}`));
+    return this.requests.map((r) => r.body.messages.map((m) => `${m.role}: ${m.content ?? ''}`));
   }
 
   async close(): Promise<void> {

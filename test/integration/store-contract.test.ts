@@ -164,12 +164,15 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.expire('missing', 1_000)).toBe(false);
     await store.sadd('s', 'a');
     expect(await store.expire('s', 50)).toBe(true);
+    await store.zadd('z', { a: 1 });
+    expect(await store.expire('z', 50)).toBe(true);
     await store.set('gone', 'v');
     expect(await store.expire('gone', 0)).toBe(true);
     expect(await store.get('gone')).toBeNull();
     await sleep(120);
     expect(await store.smembers('s')).toEqual([]);
     expect(await store.sadd('s', 'b')).toBe(1);
+    expect(await store.zrange('z', 10)).toEqual([]);
   });
 
   it('hashes: hset, hsetnx, hget, hgetall, hdel, hincr', async () => {
@@ -247,6 +250,117 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     await store.ltrim('missing', 0, 1);
   });
 
+  it('sorted sets: zadd orders by score and moves existing members, zrem counts, emptied sets disappear', async () => {
+    expect(await store.zadd('z', { c: 3_000, a: 1_000, b: 2_000 })).toBe(3);
+    expect(await store.zrange('z', 10)).toEqual([
+      { member: 'a', score: 1_000 },
+      { member: 'b', score: 2_000 },
+      { member: 'c', score: 3_000 },
+    ]);
+    // Moving is not adding: only d is new.
+    expect(await store.zadd('z', { a: 4_000, d: 500 })).toBe(1);
+    expect(await store.zadd('z', {})).toBe(0);
+    expect((await store.zrange('z', 10)).map((e) => e.member)).toEqual(['d', 'b', 'c', 'a']);
+    expect(await store.zrange('z', 10)).toContainEqual({ member: 'a', score: 4_000 });
+
+    expect(await store.zrem('z', 'b', 'missing', 'b')).toBe(1);
+    expect(await store.zrem('z')).toBe(0);
+    expect(await store.zrem('missing', 'a')).toBe(0);
+    expect((await store.zrange('z', 10)).map((e) => e.member)).toEqual(['d', 'c', 'a']);
+    expect(await store.zrem('z', 'a', 'c', 'd')).toBe(3);
+    expect(await store.zrange('z', 10)).toEqual([]);
+    expect(await store.del('z')).toBe(0); // an emptied sorted set is gone
+    expect(await store.zrange('missing', 10)).toEqual([]);
+  });
+
+  it('zrange returns at most limit members; scores round-trip; equal scores order by member bytes', async () => {
+    await store.zadd('z', { late: 1_700_000_000_000.25, early: -3, mid: 1.5, zero: 0, neg: -0 });
+    expect(await store.zrange('z', 2)).toEqual([
+      { member: 'early', score: -3 },
+      { member: 'neg', score: 0 },
+    ]);
+    expect(await store.zrange('z', 0)).toEqual([]);
+    expect(await store.zrange('z', 100)).toEqual([
+      { member: 'early', score: -3 },
+      { member: 'neg', score: 0 },
+      { member: 'zero', score: 0 },
+      { member: 'mid', score: 1.5 },
+      { member: 'late', score: 1_700_000_000_000.25 },
+    ]);
+
+    // Redis compares the UTF-8 bytes of members with equal scores: code point order, where U+FF5E
+    // comes before U+1F642 (JavaScript's `<` on UTF-16 units says the opposite).
+    const members = ['b', 'B', 'a', 'ab', '', 'é', '\u{1F642}', '\uFF5E', '__proto__'];
+    await store.zadd('tie', Object.fromEntries(members.map((m) => [m, 7])));
+    expect((await store.zrange('tie', 100)).map((e) => e.member)).toEqual([
+      '',
+      'B',
+      '__proto__',
+      'a',
+      'ab',
+      'b',
+      'é',
+      '\uFF5E',
+      '\u{1F642}',
+    ]);
+  });
+
+  it('zclaim claims only due members, lowest score first, up to limit, and leases them', async () => {
+    await store.zadd('timers', { t3: 3_000, t1: 1_000, t2: 2_000, t4: 4_000, later: 9_000 });
+    expect(await store.zclaim('timers', 500, 1_000, 10)).toEqual([]);
+    expect(await store.zclaim('timers', 3_000, 1_000, 2)).toEqual(['t1', 't2']);
+    expect(await store.zclaim('timers', 3_000, 1_000, 0)).toEqual([]);
+    expect(await store.zclaim('timers', 3_500, 1_000, 10)).toEqual(['t3']);
+    expect(await store.zrange('timers', 10)).toEqual([
+      { member: 't1', score: 4_000 },
+      { member: 't2', score: 4_000 },
+      { member: 't4', score: 4_000 },
+      { member: 't3', score: 4_500 },
+      { member: 'later', score: 9_000 },
+    ]);
+    expect(await store.zclaim('missing', 3_000, 1_000, 10)).toEqual([]);
+  });
+
+  it('a claimed member is not claimed again until its lease passes, unless removed', async () => {
+    await store.zadd('timers', { a: 1_000, b: 1_000 });
+    expect(await store.zclaim('timers', 2_000, 30_000, 10)).toEqual(['a', 'b']);
+    expect(await store.zclaim('timers', 2_000, 30_000, 10)).toEqual([]);
+    expect(await store.zclaim('timers', 31_999, 30_000, 10)).toEqual([]);
+    expect(await store.zrem('timers', 'a')).toBe(1); // done with a
+    expect(await store.zclaim('timers', 32_000, 30_000, 10)).toEqual(['b']); // b's worker died: due again
+    expect(await store.zclaim('timers', 40_000, 30_000, 10)).toEqual([]);
+    await store.zadd('timers', { b: 40_000 }); // moved back by hand: due at once
+    expect(await store.zclaim('timers', 40_000, 30_000, 10)).toEqual(['b']);
+  });
+
+  it('20 concurrent zclaim calls over 50 due members claim each exactly once', async () => {
+    const members = Array.from({ length: 50 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+    await store.zadd('timers', Object.fromEntries(members.map((m, i) => [m, 1_000 + i])));
+    const batches = await Promise.all(Array.from({ length: 20 }, () => store.zclaim('timers', 2_000, 60_000, 4)));
+    const claimed = batches.flat();
+    expect(claimed).toHaveLength(50);
+    expect([...claimed].sort()).toEqual(members);
+    for (const batch of batches) expect(batch).toEqual([...batch].sort()); // each batch lowest first
+    expect(await store.zclaim('timers', 2_000, 60_000, 100)).toEqual([]);
+  });
+
+  it('rejects scores that are not finite, and bad limits and leases, writing nothing', async () => {
+    await expect(store.zadd('z', { a: Number.NaN })).rejects.toThrow(/not a finite number/);
+    await expect(store.zadd('z', { a: 1, b: Number.POSITIVE_INFINITY })).rejects.toThrow(/not a finite number/);
+    await expect(store.zadd('z', { a: Number.NEGATIVE_INFINITY })).rejects.toThrow(/not a finite number/);
+    expect(await store.zrange('z', 10)).toEqual([]);
+    await store.zadd('z', { a: 1 });
+    await expect(store.zrange('z', -1)).rejects.toThrow(/not be negative/);
+    await expect(store.zrange('z', 1.5)).rejects.toThrow(/not an integer/);
+    await expect(store.zclaim('z', Number.NaN, 1_000, 10)).rejects.toThrow(/not a finite number/);
+    await expect(store.zclaim('z', Number.POSITIVE_INFINITY, 1_000, 10)).rejects.toThrow(/not a finite number/);
+    await expect(store.zclaim('z', 10, 0, 10)).rejects.toThrow(/invalid expire time/);
+    await expect(store.zclaim('z', 10, 1.5, 10)).rejects.toThrow(/invalid expire time/);
+    await expect(store.zclaim('z', 10, 1_000, -1)).rejects.toThrow(/not be negative/);
+    await expect(store.zclaim('z', 10, 1_000, 0.5)).rejects.toThrow(/not an integer/);
+    expect(await store.zrange('z', 10)).toEqual([{ member: 'a', score: 1 }]);
+  });
+
   it('throws WRONGTYPE when an operation meets a key of another type', async () => {
     await store.hset('h', { f: 'v' });
     await store.set('s', 'v');
@@ -265,6 +379,20 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     await expect(store.rpush('h')).rejects.toThrow(WRONGTYPE);
     await expect(store.lrange('s', 0, -1)).rejects.toThrow(WRONGTYPE);
     await expect(store.ltrim('h', 0, 1)).rejects.toThrow(WRONGTYPE);
+    await expect(store.zadd('s', { m: 1 })).rejects.toThrow(WRONGTYPE);
+    await expect(store.zadd('s', {})).rejects.toThrow(WRONGTYPE);
+    await expect(store.zrem('h', 'm')).rejects.toThrow(WRONGTYPE);
+    await expect(store.zrem('h')).rejects.toThrow(WRONGTYPE);
+    await expect(store.zrange('l', 10)).rejects.toThrow(WRONGTYPE);
+    await expect(store.zrange('l', 0)).rejects.toThrow(WRONGTYPE);
+    await expect(store.zclaim('s', 1_000, 1_000, 10)).rejects.toThrow(WRONGTYPE);
+    await expect(store.zclaim('s', 1_000, 1_000, 0)).rejects.toThrow(WRONGTYPE);
+    await store.zadd('z', { m: 1 });
+    await expect(store.get('z')).rejects.toThrow(WRONGTYPE);
+    await expect(store.hgetall('z')).rejects.toThrow(WRONGTYPE);
+    await expect(store.sadd('z', 'x')).rejects.toThrow(WRONGTYPE);
+    await expect(store.lrange('z', 0, -1)).rejects.toThrow(WRONGTYPE);
+    expect(await store.zrange('z', 10)).toEqual([{ member: 'm', score: 1 }]);
     // The failed calls changed nothing; SET replaces a key of any type.
     expect(await store.hgetall('h')).toEqual({ f: 'v' });
     expect(await store.set('h', 'plain')).toBe(true);
@@ -276,12 +404,16 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     await store.hset('h', { f: 'v' });
     await store.sadd('s', 'm');
     await store.rpush('l', 'x');
+    await store.zadd('z', { m: 1 });
     expect(await store.del()).toBe(0);
-    expect(await store.del('a', 'h', 's', 'l', 'missing')).toBe(4);
+    expect(await store.del('a', 'h', 's', 'l', 'z', 'missing')).toBe(5);
     expect(await store.get('a')).toBeNull();
     expect(await store.hgetall('h')).toEqual({});
     expect(await store.smembers('s')).toEqual([]);
     expect(await store.lrange('l', 0, -1)).toEqual([]);
+    expect(await store.zrange('z', 10)).toEqual([]);
+    expect(await store.zclaim('z', 10, 1_000, 10)).toEqual([]);
+    expect(await store.zadd('z', { m: 2 })).toBe(1); // the member is new again
     expect(await store.del('a')).toBe(0);
   });
 
@@ -338,6 +470,8 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     await expect(closing.hgetall('h')).rejects.toThrow(/closed/);
     await expect(closing.sadd('s', 'x')).rejects.toThrow(/closed/);
     await expect(closing.rpush('l', 'x')).rejects.toThrow(/closed/);
+    await expect(closing.zadd('z', { m: 1 })).rejects.toThrow(/closed/);
+    await expect(closing.zclaim('z', 1, 1_000, 10)).rejects.toThrow(/closed/);
     await expect(closing.notify('ch', 'x')).rejects.toThrow(/closed/);
     await expect(closing.listen('ch', () => undefined)).rejects.toThrow(/closed/);
     await stop();

@@ -89,19 +89,29 @@ describe('MemoryStore persistence', () => {
     await first.sadd('s', 'x', 'y');
     await first.rpush('l', '1', '2', '3');
     await first.incr('n', 7);
+    await first.zadd('z', { late: 2_000, early: 1_000.5, ['__proto__']: 1_500 });
+    await first.zadd('z-short', { m: 1 });
+    await first.expire('z-short', 1_000);
     await first.close();
 
     clock.advance(5_000);
     const second = await open({ snapshotFile: file, now: clock.now });
     expect(await second.get('str')).toBe('v');
     expect(await second.get('short')).toBeNull();
-    expect(second.size).toBe(6); // the expired key was not loaded at all
+    expect(await second.zrange('z-short', 10)).toEqual([]);
+    expect(second.size).toBe(7); // the expired keys were not loaded at all
     expect(await second.get('long')).toBe('stays');
     expect(await second.hget('h', '__proto__')).toBe('odd field');
     expect(await second.hget('h', 'a')).toBe('1');
     expect((await second.smembers('s')).sort()).toEqual(['x', 'y']);
     expect(await second.lrange('l', 0, -1)).toEqual(['1', '2', '3']);
     expect(await second.incr('n')).toBe(8);
+    expect(await second.zrange('z', 10)).toEqual([
+      { member: 'early', score: 1_000.5 },
+      { member: '__proto__', score: 1_500 },
+      { member: 'late', score: 2_000 },
+    ]);
+    expect(await second.zclaim('z', 1_600, 1_000, 10)).toEqual(['early', '__proto__']);
     clock.advance(5_000);
     expect(await second.get('long')).toBeNull(); // the TTL survived as an absolute time
   });
@@ -157,9 +167,34 @@ describe('MemoryStore persistence', () => {
 
   it('treats well-formed JSON of the wrong shape as corrupt', async () => {
     const file = join(dir, 'store.json');
-    await writeFile(file, JSON.stringify({ version: 1, savedAt: 0, entries: [{ key: 'k', type: 'zset', value: [] }] }));
+    await writeFile(file, JSON.stringify({ version: 1, savedAt: 0, entries: [{ key: 'k', type: 'stream', value: [] }] }));
     const store = await open({ snapshotFile: file });
     expect(store.size).toBe(0);
     expect((await readdir(dir)).some((name) => name.startsWith('store.json.corrupt-'))).toBe(true);
+  });
+
+  it('treats a sorted set with a score that is not a finite number as corrupt', async () => {
+    const file = join(dir, 'store.json');
+    // 1e999 is valid JSON and parses to Infinity.
+    await writeFile(file, '{"version":1,"savedAt":0,"entries":[{"key":"z","type":"zset","value":[["m",1e999]]}]}');
+    const store = await open({ snapshotFile: file });
+    expect(store.size).toBe(0);
+    expect((await readdir(dir)).some((name) => name.startsWith('store.json.corrupt-'))).toBe(true);
+  });
+
+  it('loads a snapshot written before sorted sets existed', async () => {
+    const file = join(dir, 'store.json');
+    const entries = [
+      { key: 'str', type: 'string', value: 'v' },
+      { key: 'h', type: 'hash', value: [['f', '1']] },
+      { key: 's', type: 'set', value: ['a'] },
+      { key: 'l', type: 'list', value: ['x', 'y'] },
+    ];
+    await writeFile(file, JSON.stringify({ version: 1, savedAt: 0, entries }));
+    const store = await open({ snapshotFile: file });
+    expect(store.size).toBe(4);
+    expect(await store.get('str')).toBe('v');
+    expect(await store.lrange('l', 0, -1)).toEqual(['x', 'y']);
+    expect(await store.zrange('z', 10)).toEqual([]);
   });
 });

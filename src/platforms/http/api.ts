@@ -7,6 +7,9 @@ import type { DeadLetters } from '../../bus/dead-letters.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import type { Metrics } from '../../core/metrics.ts';
 import type { Store } from '../../store/store.ts';
+import type { AgentServices } from '../../agent/agent-services.ts';
+import { registerChainRoutes } from './routes/chains.ts';
+import { registerConfirmationRoutes } from './routes/confirmations.ts';
 import { ApiKeyAuth, type ApiClient } from './auth.ts';
 import { ApiError } from './errors.ts';
 import { Inbox } from './inbox.ts';
@@ -30,6 +33,7 @@ export interface ApiServices {
   readonly tasks: TaskStore;
   readonly hub: TaskEventHub;
   readonly deadLetters: DeadLetters;
+  readonly agent: Pick<AgentServices, 'confirmations' | 'chains'>;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly config: {
@@ -89,6 +93,8 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
   registerHealthRoutes(app, services);
   registerTaskRoutes(app, services);
   registerDeadLetterRoutes(app, services.deadLetters);
+  registerChainRoutes(app, services.agent.chains);
+  registerConfirmationRoutes(app, services.agent.confirmations);
   registerMessageRoutes(app, new Inbox(services.store, services.config.taskTtlMs));
   return app;
 }

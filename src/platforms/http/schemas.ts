@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AddressSchema } from '../../core/address.ts';
+import { FormSchema } from '../../core/envelope.ts';
 
 export const TaskStatusSchema = z.enum(['queued', 'running', 'waiting', 'done', 'failed']);
 export type TaskStatus = z.infer<typeof TaskStatusSchema>;
@@ -41,6 +42,8 @@ export const TaskViewSchema = z.object({
   status: TaskStatusSchema,
   replies: z.array(ReplySchema),
   error: z.string().optional(),
+  /** While the task is `waiting`: the tool calls it waits for; decide with POST /v1/confirmations/:formId. */
+  confirmation: FormSchema.optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

@@ -78,7 +78,7 @@ export class HttpSender {
       taskId: record.taskId,
       chainId: record.chainId,
       eventId,
-      status: event.status ?? 'running',
+      status: event.status ?? (event.form ? 'waiting' : 'running'),
       reply: { text: event.text, at: event.at },
       ...(event.error ? { error: event.error } : {}),
     };
@@ -101,10 +101,12 @@ function toTaskEvent(envelope: Envelope): TaskEvent | undefined {
         at: envelope.at,
         ...(body.status ? { status: body.status } : {}),
         ...(body.error ? { error: body.error } : {}),
+        ...(body.form ? { form: body.form } : {}),
       };
     case 'status':
       return { type: 'status', status: body.status, at: envelope.at };
     case 'message':
+    case 'step':
       throw new ValidationError('a message envelope reached the http sender');
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FormSchema, type Form } from '../../core/envelope.ts';
 import type { Store } from '../../store/store.ts';
 import type { TaskStatus, TaskView } from './schemas.ts';
 
@@ -21,8 +22,10 @@ export const TaskEventSchema = z.discriminatedUnion('type', [
     at: z.string(),
     status: z.enum(['done', 'failed']).optional(),
     error: z.string().optional(),
+    /** The reply asks the person to decide (/confirm). */
+    form: FormSchema.optional(),
   }),
-  z.object({ type: z.literal('status'), status: z.enum(['running']), at: z.string() }),
+  z.object({ type: z.literal('status'), status: z.enum(['running', 'waiting']), at: z.string() }),
 ]);
 export type TaskEvent = z.infer<typeof TaskEventSchema>;
 
@@ -43,7 +46,7 @@ export const TASK_EVENTS_CHANNEL = 'task-events';
 export const TaskNoticeSchema = z.object({
   taskId: z.string(),
   eventId: z.string(),
-  status: z.enum(['running', 'done', 'failed']).optional(),
+  status: z.enum(['running', 'waiting', 'done', 'failed']).optional(),
 });
 export type TaskNotice = z.infer<typeof TaskNoticeSchema>;
 
@@ -116,6 +119,7 @@ export function streamItems(events: readonly StoredEvent[]): StreamItem[] {
 export function taskView(record: TaskRecord, events: readonly StoredEvent[]): TaskView {
   let status: TaskStatus = 'queued';
   let error: string | undefined;
+  let form: Form | undefined;
   const replies: { text: string; at: string }[] = [];
   let updatedAt = record.createdAt;
   for (const item of streamItems(events)) {
@@ -127,13 +131,17 @@ export function taskView(record: TaskRecord, events: readonly StoredEvent[]): Ta
       error = item.data.error;
     }
   }
-  for (const { event } of events) if (event.at > updatedAt) updatedAt = event.at;
+  for (const { event } of events) {
+    if (event.at > updatedAt) updatedAt = event.at;
+    if (event.type === 'reply' && event.form) form = event.form;
+  }
   return {
     taskId: record.taskId,
     chainId: record.chainId,
     status,
     replies,
     ...(error ? { error } : {}),
+    ...(status === 'waiting' && form ? { confirmation: form } : {}),
     createdAt: record.createdAt,
     updatedAt,
   };

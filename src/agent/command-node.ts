@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { ReplyBodySchema, type Command, type EnvelopeOf, type ReplyBody } from '../core/envelope.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { EnvelopeBus } from '../bus/envelope-bus.ts';
+import type { Store } from '../store/store.ts';
+import type { PluginRegistry } from '../plugins/registry.ts';
+import type { ChainLog } from './chain-log.ts';
+import { Outbox } from './outbox.ts';
+import { callerOf, type ToolRunner } from './tool-runner.ts';
+
+export interface CommandNodeOptions {
+  readonly bus: EnvelopeBus;
+  readonly store: Store;
+  readonly registry: PluginRegistry;
+  readonly runner: ToolRunner;
+  readonly chains: ChainLog;
+  readonly adminUsers: ReadonlySet<string>;
+  /** How long a command's reply is remembered, so a redelivered command is not run again. */
+  readonly memoTtlMs: number;
+}
+
+/** A /command: answered by the plugin that defines it, without the LLM. One node, one reply. */
+export class CommandNode {
+  constructor(private readonly options: CommandNodeOptions) {}
+
+  async handle(node: EnvelopeOf<'message'>, command: Command, log: Logger): Promise<void> {
+    const { store, chains, memoTtlMs } = this.options;
+    const memoKey = `node:${node.id}:reply`;
+    const startedAt = new Date().toISOString();
+    const memo = await store.get(memoKey);
+    let reply: ReplyBody;
+    if (memo !== null) {
+      log.info('command was answered before; re-sending its reply');
+      reply = ReplyBodySchema.parse(JSON.parse(memo));
+    } else {
+      reply = await this.run(node, command, log);
+      await store.set(memoKey, JSON.stringify(reply), { ttlMs: memoTtlMs });
+    }
+    await new Outbox(this.options.bus, node).emit(reply);
+    await chains.put(node.chainId, {
+      nodeId: node.id,
+      parentId: node.parentId,
+      depth: node.depth,
+      kind: 'command',
+      command: command.name,
+      status: reply.status === 'failed' ? 'failed' : 'done',
+      userId: node.user?.id ?? null,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      toolCalls: [],
+      ...(reply.error ? { error: reply.error } : {}),
+    });
+    log.info({ command: command.name, status: reply.status }, 'command answered');
+  }
+
+  private async run(node: EnvelopeOf<'message'>, command: Command, log: Logger): Promise<ReplyBody> {
+    const { registry, runner, adminUsers } = this.options;
+    const caller = callerOf(node, adminUsers);
+    const registered = registry.command(command.name);
+    const failed = (text: string, error: string): ReplyBody => ({ kind: 'reply', text, format: 'plain', status: 'failed', error });
+    // An admin command is unknown to others: they do not learn it exists.
+    if (!registered || (registered.command.admin && !caller.isAdmin)) {
+      return failed(`I don't know the command /${command.name}. Send /help to see what I can do.`, 'UNKNOWN_COMMAND');
+    }
+    const refusal = registry.refusal(registered.plugin, registered.command, caller);
+    if (refusal) return failed(`The command /${command.name} is not available here: ${refusal}.`, 'COMMAND_NOT_ALLOWED');
+
+    const schema = registered.command.args ?? z.string();
+    const args = schema.safeParse(command.args);
+    if (!args.success) {
+      const usage = registered.command.usage ? `Usage: /${command.name} ${registered.command.usage}\n` : '';
+      return failed(`${usage}${z.prettifyError(args.error)}`, 'BAD_COMMAND_ARGS');
+    }
+    const controller = new AbortController();
+    try {
+      const env = await runner.envFor(registered, caller);
+      const text = await registered.command.run(args.data, runner.context(registered, node, caller, env, controller.signal));
+      return { kind: 'reply', text, format: 'markdown', status: 'done' };
+    } catch (err) {
+      log.error({ err: errorMessage(err), command: command.name }, 'command failed');
+      return failed(`/${command.name} failed. Please try again later.`, errorMessage(err));
+    }
+  }
+}

@@ -1,0 +1,282 @@
+import pLimit from 'p-limit';
+import { z } from 'zod';
+import { nextNode, type EnvelopeOf, type ReplyBody, type StepBody, type TranscriptItem } from '../core/envelope.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { EnvelopeBus } from '../bus/envelope-bus.ts';
+import type { Store } from '../store/store.ts';
+import type { Fuse } from '../plugins/fuse.ts';
+import type { PluginRegistry } from '../plugins/registry.ts';
+import { maskSecrets, type ChainLog, type ChainNode, type ToolCallView } from './chain-log.ts';
+import { Confirmations } from './confirmations.ts';
+import type { ConversationHistory } from './history.ts';
+import { LlmError, type ChatMessage, type Completion, type LlmClient, type ToolCall } from './llm.ts';
+import { Outbox } from './outbox.ts';
+import { callerOf, type ToolOutcome, type ToolRunner } from './tool-runner.ts';
+
+export interface LlmNodeOptions {
+  readonly bus: EnvelopeBus;
+  readonly store: Store;
+  /** Undefined when no LLM is configured: commands still work, chat gets a clear answer. */
+  readonly llm: LlmClient | undefined;
+  readonly registry: PluginRegistry;
+  readonly runner: ToolRunner;
+  readonly fuse: Fuse;
+  readonly confirmations: Confirmations;
+  readonly history: ConversationHistory;
+  readonly chains: ChainLog;
+  readonly systemPrompt: string;
+  readonly adminUsers: ReadonlySet<string>;
+  readonly limits: {
+    readonly chainMaxDepth: number;
+    readonly toolCallsPerNode: number;
+    readonly toolConcurrency: number;
+  };
+  /** How long a node's LLM answer is remembered, so a redelivered node does not ask again. */
+  readonly memoTtlMs: number;
+  readonly metrics?: Metrics;
+}
+
+const CompletionMemoSchema = z.object({
+  text: z.string(),
+  toolCalls: z.array(z.object({ id: z.string(), name: z.string(), arguments: z.string() })),
+  model: z.string(),
+  usage: z.object({ promptTokens: z.number(), completionTokens: z.number() }).optional(),
+});
+
+type Node = EnvelopeOf<'message' | 'step'>;
+
+/**
+ * One LLM step of a chain: asks the model (with the tools this caller may use), runs the tool calls
+ * it makes, and publishes the next node with their results; or parks the node when a tool asks
+ * for confirmation; or, when the model answers in words, tells the person and ends the chain.
+ */
+export class LlmNode {
+  constructor(private readonly options: LlmNodeOptions) {}
+
+  async handle(node: Node, log: Logger): Promise<void> {
+    const out = new Outbox(this.options.bus, node);
+    const view: ChainNode = {
+      nodeId: node.id,
+      parentId: node.parentId,
+      depth: node.depth,
+      kind: 'llm',
+      status: 'running',
+      userId: node.user?.id ?? null,
+      startedAt: new Date().toISOString(),
+      toolCalls: [],
+    };
+    const text = node.body.text;
+    let transcript: TranscriptItem[] = node.body.kind === 'step' ? node.body.transcript : [];
+    try {
+      if (!this.options.llm) throw new LlmError('not_configured', 'no LLM is configured (OPENAI_API_KEY is not set)');
+      await out.emit({ kind: 'status', status: 'running' });
+      await this.options.chains.put(node.chainId, view);
+
+      if (node.body.kind === 'step' && node.body.pending) {
+        const decided = await this.runDecided(node as EnvelopeOf<'step'>, transcript, out);
+        transcript = decided.transcript;
+        view.toolCalls = decided.views;
+      }
+      const completion = await this.complete(node, text, transcript, log);
+      Object.assign(view, { model: completion.model, ...(completion.usage ? { usage: completion.usage } : {}) });
+
+      if (completion.toolCalls.length === 0) {
+        await this.options.history.append(callerOf(node, this.options.adminUsers).conversation, [
+          { role: 'user', content: text, nodeId: node.chainId },
+          { role: 'assistant', content: completion.text, nodeId: node.chainId },
+        ]);
+        return await this.finish(node, out, view, { kind: 'reply', text: completion.text, format: 'markdown', status: 'done' });
+      }
+      const limit = this.limitReached(node, completion);
+      if (limit) return await this.finish(node, out, view, limit);
+
+      const assistant: TranscriptItem = { role: 'assistant', content: completion.text || null, toolCalls: [...completion.toolCalls] };
+      const outcomes = await this.runCalls(node, completion.toolCalls);
+      view.toolCalls = [...view.toolCalls, ...outcomes.map(callView)];
+      await this.noticeBlownFuses(outcomes, out);
+
+      const waiting = outcomes.filter((o) => o.status === 'waiting');
+      const done = outcomes.filter((o) => o.status !== 'waiting');
+      const step: StepBody = { kind: 'step', text, transcript: [...transcript, assistant, ...done.map(toolMessage)] };
+      if (waiting.length > 0) {
+        await this.park(node, step, waiting, out);
+        view.status = 'waiting';
+        await this.options.chains.put(node.chainId, view);
+        log.info({ tools: waiting.map((w) => w.name) }, 'chain waits for confirmation');
+        return;
+      }
+      await this.options.bus.publish(nextNode(node, step));
+      view.status = 'done';
+      view.finishedAt = new Date().toISOString();
+      await this.options.chains.put(node.chainId, view);
+      log.info({ tools: outcomes.map((o) => `${o.name}:${o.status}`) }, 'tools ran; next node published');
+    } catch (err) {
+      if (!(err instanceof LlmError)) throw err;
+      log.warn({ failure: err.failure, reason: err.message }, 'llm call failed');
+      await this.finish(node, out, view, {
+        kind: 'reply',
+        text: err.userMessage,
+        format: 'plain',
+        status: 'failed',
+        error: `${err.code}: ${err.message}`,
+      });
+    }
+  }
+
+  /** The calls that waited for /confirm: run, declined or expired as the person decided. */
+  private async runDecided(
+    node: EnvelopeOf<'step'>,
+    transcript: TranscriptItem[],
+    out: Outbox,
+  ): Promise<{ transcript: TranscriptItem[]; views: ToolCallView[] }> {
+    const pending = node.body.pending;
+    const lastAssistant = [...transcript].reverse().find((t) => t.role === 'assistant');
+    if (!pending || !lastAssistant || lastAssistant.role !== 'assistant') return { transcript, views: [] };
+    const calls = lastAssistant.toolCalls.filter((c) => pending.callIds.includes(c.id));
+    const decision = { decision: pending.decision, ...(pending.args ? { args: pending.args } : {}) };
+    const outcomes = await Promise.all(calls.map((call) => this.options.runner.run(node, call, decision)));
+    await this.noticeBlownFuses(outcomes, out);
+    // Tool messages answer the calls in the order the model made them.
+    const cut = transcript.lastIndexOf(lastAssistant) + 1;
+    const results = [...transcript.slice(cut), ...outcomes.map(toolMessage)];
+    const order = new Map(lastAssistant.toolCalls.map((c, i) => [c.id, i]));
+    results.sort((a, b) => (a.role === 'tool' && b.role === 'tool' ? (order.get(a.toolCallId) ?? 0) - (order.get(b.toolCallId) ?? 0) : 0));
+    return { transcript: [...transcript.slice(0, cut), ...results], views: outcomes.map(callView) };
+  }
+
+  /** The model's answer for this node, asked once: a redelivered node reads the memo. */
+  private async complete(node: Node, text: string, transcript: readonly TranscriptItem[], log: Logger): Promise<Completion> {
+    const { store, llm, history, systemPrompt, registry, fuse, adminUsers, memoTtlMs } = this.options;
+    const memoKey = `node:${node.id}:completion`;
+    const memo = await store.get(memoKey);
+    if (memo !== null) {
+      log.info('node was answered before; using that answer');
+      const { usage, ...rest } = CompletionMemoSchema.parse(JSON.parse(memo));
+      return { ...rest, usage };
+    }
+    const caller = callerOf(node, adminUsers);
+    const blown = await fuse.allBlown();
+    const tools = registry
+      .toolsFor(caller)
+      .filter((t) => !blown.has(t.tool.name))
+      .map((t) => t.spec);
+    const past = await history.load(caller.conversation);
+    const messages: ChatMessage[] = [
+      { role: 'system', content: systemPrompt },
+      ...past.map((entry) => ({ role: entry.role, content: entry.content })),
+      { role: 'user', content: text },
+      ...transcript.map(toChatMessage),
+    ];
+    const completion = await this.timed(() => (llm as LlmClient).complete(messages, { tools }));
+    log.info({ model: completion.model, usage: completion.usage, toolCalls: completion.toolCalls.length }, 'llm answered');
+    await store.set(memoKey, JSON.stringify(completion), { ttlMs: memoTtlMs });
+    return completion;
+  }
+
+  private limitReached(node: Node, completion: Completion): ReplyBody | undefined {
+    const { chainMaxDepth, toolCallsPerNode } = this.options.limits;
+    const stop = (text: string, error: string): ReplyBody => ({ kind: 'reply', text, format: 'plain', status: 'failed', error });
+    if (completion.toolCalls.length > toolCallsPerNode) {
+      return stop(
+        `I stopped: the assistant asked for ${completion.toolCalls.length} tool calls in one step, more than the limit of ${toolCallsPerNode} (TOOL_CALLS_PER_NODE).`,
+        'TOOL_CALLS_LIMIT',
+      );
+    }
+    if (node.depth + 1 >= chainMaxDepth) {
+      return stop(
+        `I stopped after ${chainMaxDepth} steps without a final answer: that is the limit (CHAIN_MAX_DEPTH). Please ask again more simply.`,
+        'CHAIN_DEPTH_LIMIT',
+      );
+    }
+    return undefined;
+  }
+
+  /** Runs the calls, at most `toolConcurrency` at once; outcomes in the order of the calls. */
+  private runCalls(node: Node, calls: readonly ToolCall[]): Promise<ToolOutcome[]> {
+    const limit = pLimit(this.options.limits.toolConcurrency);
+    return Promise.all(calls.map((call) => limit(() => this.options.runner.run(node, call))));
+  }
+
+  private async noticeBlownFuses(outcomes: readonly ToolOutcome[], out: Outbox): Promise<void> {
+    for (const outcome of outcomes.filter((o) => o.fuseBlown)) {
+      const registered = this.options.registry.tool(outcome.name);
+      const plugin = registered?.plugin.manifest.name ?? outcome.name;
+      await out.emit(
+        {
+          kind: 'reply',
+          text: `⚠️ The tool ${outcome.name} failed too often and is switched off. An administrator can switch it back on with /plugin reset ${plugin}.`,
+          format: 'plain',
+        },
+        out.origin,
+      );
+    }
+  }
+
+  /** Parks the node until its user decides, and asks them. */
+  private async park(node: Node, step: StepBody, waiting: readonly ToolOutcome[], out: Outbox): Promise<void> {
+    const { confirmations } = this.options;
+    const formId = Confirmations.formIdOf(node.id);
+    const expiresAt = new Date(Date.now() + confirmations.ttl).toISOString();
+    const calls = waiting.map((w) => ({ id: w.callId, name: w.name, args: w.args }));
+    const next = nextNode(node, step, 'resume');
+    await confirmations.park({ formId, chainId: node.chainId, nodeId: node.id, userId: node.user?.id ?? null, expiresAt, calls, next });
+    const shown = calls.map((c) => `• ${c.name}\n\`\`\`json\n${JSON.stringify(maskSecrets(c.args), null, 2)}\n\`\`\``).join('\n');
+    const minutes = Math.round(confirmations.ttl / 60_000);
+    await out.emit(
+      {
+        kind: 'reply',
+        text: [
+          `The assistant wants to run:`,
+          shown,
+          `Send /confirm ${formId} to allow it, or /cancel ${formId} to refuse (expires in ${minutes} min).`,
+          `To change the arguments: /confirm ${formId} {"key": "value", …}`,
+        ].join('\n'),
+        format: 'markdown',
+        buttons: [
+          { text: 'Confirm', command: `/confirm ${formId}` },
+          { text: 'Cancel', command: `/cancel ${formId}` },
+        ],
+        form: { formId, expiresAt, tools: calls.map((c) => ({ name: c.name, args: maskSecrets(c.args) })) },
+      },
+      out.origin,
+    );
+    await out.emit({ kind: 'status', status: 'waiting' });
+  }
+
+  private async finish(node: Node, out: Outbox, view: ChainNode, reply: ReplyBody): Promise<void> {
+    await out.emit(reply);
+    view.status = reply.status === 'failed' ? 'failed' : 'done';
+    view.finishedAt = new Date().toISOString();
+    if (reply.error) view.error = reply.error;
+    await this.options.chains.put(node.chainId, view);
+  }
+
+  /** Runs one LLM call, recording its latency and tokens. */
+  private async timed(call: () => Promise<Completion>): Promise<Completion> {
+    const metrics = this.options.metrics;
+    const stop = metrics?.llmLatency.startTimer();
+    try {
+      const completion = await call();
+      stop?.({ model: completion.model, outcome: 'ok' });
+      metrics?.llmTokens.inc({ model: completion.model, kind: 'prompt' }, completion.usage?.promptTokens ?? 0);
+      metrics?.llmTokens.inc({ model: completion.model, kind: 'completion' }, completion.usage?.completionTokens ?? 0);
+      return completion;
+    } catch (err) {
+      stop?.({ model: 'unknown', outcome: err instanceof LlmError ? err.failure : 'error' });
+      throw err;
+    }
+  }
+}
+
+function toolMessage(outcome: ToolOutcome): TranscriptItem {
+  return { role: 'tool', toolCallId: outcome.callId, content: outcome.content };
+}
+
+function callView(outcome: ToolOutcome): ToolCallView {
+  return { id: outcome.callId, name: outcome.name, args: outcome.args, status: outcome.status, result: outcome.content };
+}
+
+function toChatMessage(item: TranscriptItem): ChatMessage {
+  return item.role === 'assistant' ? { role: 'assistant', content: item.content, toolCalls: item.toolCalls } : item;
+}

@@ -1,0 +1,31 @@
+import { emitted, type Body, type Envelope } from '../core/envelope.ts';
+import type { EnvelopeBus } from '../bus/envelope-bus.ts';
+
+/**
+ * What one node says, numbered in the order it says it: the n-th output of a node always gets the
+ * same envelope id, so a redelivered node re-emits what senders already recognise.
+ */
+export class Outbox {
+  private next = 0;
+
+  constructor(
+    private readonly bus: EnvelopeBus,
+    private readonly node: Envelope,
+  ) {}
+
+  /** Where a node's output goes: its `to` addresses, and its origin, which is told how the chain ended. */
+  get everyone(): string[] {
+    return [...new Set([...this.node.to, this.node.from])];
+  }
+
+  /** The person who wrote the chain's message (questions such as /confirm go only to them). */
+  get origin(): string[] {
+    return [this.node.from];
+  }
+
+  async emit(body: Body, addresses: readonly string[] = this.everyone): Promise<void> {
+    const first = this.next;
+    this.next += addresses.length;
+    await Promise.all(addresses.map((to, i) => this.bus.publish(emitted(this.node, first + i, to, body))));
+  }
+}

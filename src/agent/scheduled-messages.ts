@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { AddressSchema } from '../core/address.ts';
+import { newMessageEnvelope, UserSchema, type Envelope } from '../core/envelope.ts';
+import { newId } from '../core/ids.ts';
+import type { EnvelopeBus } from '../bus/envelope-bus.ts';
+import type { Scheduler } from '../plugins/sdk.ts';
+import type { Timers } from './timers.ts';
+
+const KIND = 'message';
+
+const ScheduledSchema = z.object({
+  from: AddressSchema,
+  user: UserSchema.nullable(),
+  conversation: z.string(),
+  chatType: z.enum(['private', 'group']),
+  to: z.array(AddressSchema).min(1),
+  text: z.string(),
+});
+
+/**
+ * Messages that start a new chain later (reminders), kept as durable timers. The chain's root id is
+ * the schedule id, so a timer that fires twice (a worker died mid-way) still starts one chain.
+ */
+export class ScheduledMessages {
+  constructor(
+    private readonly timers: Timers,
+    private readonly bus: EnvelopeBus,
+  ) {
+    timers.on(KIND, (id, payload) => this.fire(id, payload));
+  }
+
+  /** The scheduler a plugin gets while handling `node`: messages come back in the same conversation. */
+  for(node: Envelope): Scheduler {
+    return {
+      message: async (at, text) => {
+        const id = newId();
+        const payload: z.infer<typeof ScheduledSchema> = {
+          from: node.from,
+          user: node.user,
+          conversation: node.conversation,
+          chatType: node.chatType,
+          to: node.to,
+          text,
+        };
+        await this.timers.add(KIND, id, at, JSON.stringify(payload));
+        return id;
+      },
+      cancel: (id) => this.timers.cancel(KIND, id),
+    };
+  }
+
+  private async fire(id: string, payload: string): Promise<void> {
+    const scheduled = ScheduledSchema.parse(JSON.parse(payload));
+    await this.bus.publish(newMessageEnvelope({ ...scheduled, id }));
+  }
+}
