@@ -30,6 +30,10 @@ export interface Harness {
   /** POSTs a task and waits until it is done or failed; returns its final view. */
   run(client: ClientName, body: Record<string, unknown>): Promise<TaskViewJson>;
   waitForTask(client: ClientName, taskId: string, timeoutMs?: number): Promise<TaskViewJson>;
+  /** Polls a task until it has this status (or is done/failed, which ends the wait too). */
+  waitForStatus(client: ClientName, taskId: string, status: string, timeoutMs?: number): Promise<TaskViewJson>;
+  /** POSTs a task and returns its id at once. */
+  post(client: ClientName, body: Record<string, unknown>): Promise<string>;
   stop(): Promise<void>;
   /** Stops and starts again on the same data directory. */
   restart(): Promise<Harness>;
@@ -41,6 +45,7 @@ export interface TaskViewJson {
   status: string;
   replies: { text: string; at: string }[];
   error?: string;
+  confirmation?: { formId: string; expiresAt: string; tools: { name: string; args: unknown }[] };
 }
 
 export interface HarnessOptions {
@@ -109,15 +114,21 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
       body: body === undefined ? undefined : JSON.stringify(body),
     });
 
-  const waitForTask: Harness['waitForTask'] = async (client, taskId, timeoutMs = 10_000) => {
+  const waitForStatus: Harness['waitForStatus'] = async (client, taskId, status, timeoutMs = 10_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const response = await request(client, 'GET', `/v1/tasks/${taskId}`);
       const view = (await response.json()) as TaskViewJson;
-      if (view.status === 'done' || view.status === 'failed') return view;
+      if (view.status === status || view.status === 'done' || view.status === 'failed') return view;
       if (Date.now() > deadline) throw new Error(`task ${taskId} still ${view.status} after ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  };
+  const waitForTask: Harness['waitForTask'] = (client, taskId, timeoutMs) => waitForStatus(client, taskId, 'done', timeoutMs);
+  const post: Harness['post'] = async (client, body) => {
+    const response = await request(client, 'POST', '/v1/tasks', body);
+    if (response.status !== 202) throw new Error(`POST /v1/tasks answered ${response.status}: ${await response.text()}`);
+    return ((await response.json()) as { taskId: string }).taskId;
   };
 
   const harness: Harness = {
@@ -127,11 +138,10 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
     logs,
     request,
     waitForTask,
+    waitForStatus,
+    post,
     async run(client, body) {
-      const response = await request(client, 'POST', '/v1/tasks', body);
-      if (response.status !== 202) throw new Error(`POST /v1/tasks answered ${response.status}: ${await response.text()}`);
-      const { taskId } = (await response.json()) as { taskId: string };
-      return waitForTask(client, taskId);
+      return waitForTask(client, await post(client, body));
     },
     async stop() {
       await app.stop();
