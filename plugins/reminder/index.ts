@@ -72,12 +72,20 @@ function parseRecord(raw: string): ReminderRecord | undefined {
   }
 }
 
+const ZONED_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/i;
+
+/** `2025-06-01T09:00:00+02:00`: a date-time that names its zone (a bare local time would be a guess). */
+function isZonedDateTime(text: string): boolean {
+  return ZONED_DATE_TIME.test(text) && !Number.isNaN(Date.parse(text));
+}
+
 const ReminderArgs = z
   .object({
     text: z.string().trim().min(1).max(MAX_TEXT).describe('What to remind the user of, in their words'),
     inMinutes: z.number().positive().max(MAX_MINUTES).optional().describe('Minutes from now (give this or at)'),
-    at: z.iso
-      .datetime({ offset: true })
+    at: z
+      .string()
+      .refine(isZonedDateTime, 'an ISO 8601 date-time with a time zone, e.g. 2025-06-01T09:00:00+02:00 or 2025-06-01T07:00:00Z')
       .optional()
       .describe('When, as an ISO 8601 date-time with a time zone, e.g. 2025-06-01T09:00:00+02:00 (give this or inMinutes)'),
   })

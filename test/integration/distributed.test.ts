@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeOpenAi } from '../fakes/fake-openai.ts';
 import { runSwitchboard, spawnSwitchboard, type SwitchboardProcess } from '../helpers/process.ts';
@@ -59,6 +60,31 @@ describe('distributed mode, one role per process', () => {
     expect(view.status).toBe('done');
     expect(view.replies.map((r) => r.text)).toEqual(['answered by the survivor']);
     expect(llm.requests).toHaveLength(2);
+  });
+
+  it('a worker killed between two nodes of a chain: the chain finishes and no tool runs twice', async () => {
+    const { sb, llm, startWorker } = await cluster({
+      AGENT_SHARDS: '2',
+      PLUGINS_DIRS: path.resolve(import.meta.dirname, '../fixtures/plugins'),
+    });
+    const first = await startWorker();
+    await startWorker();
+    llm.respond((request, index) => {
+      if (!request.body.messages.some((m) => m.role === 'tool'))
+        return { toolCalls: [{ id: 'add-1', name: 'add', arguments: { a: 20, b: 22 } }] };
+      // The second node's first LLM call hangs on the first worker, which is killed meanwhile.
+      return index === 1 ? { text: 'never sent', delayMs: 30_000 } : { text: 'the answer is 42' };
+    });
+
+    const taskId = await sb.post('alice', { text: 'add 20 and 22' });
+    await expect.poll(() => llm.requests.length, { timeout: 10_000 }).toBe(2);
+    await first.kill('SIGKILL');
+
+    const view = await sb.waitForTask('alice', taskId, 20_000);
+    expect(view.status).toBe('done');
+    expect(view.replies.map((r) => r.text)).toEqual(['the answer is 42']);
+    expect(await sb.app.store.get('plugin:testkit:runs:add')).toBe('1');
+    expect(llm.requests).toHaveLength(3);
   });
 
   it('two workers, 20 conversations × 20 messages: every conversation is answered in the order sent', async () => {
