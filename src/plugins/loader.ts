@@ -65,7 +65,10 @@ export async function loadPlugins(options: LoadPluginsOptions): Promise<LoadedPl
         plugins.push({ manifest, definition, dir, settings: resolveSettings(manifest, options.env) });
         options.logger.info({ plugin: manifest.name, version: manifest.version, dir }, 'plugin loaded');
       } catch (err) {
-        const failure = { name: fallbackName, dir, error: errorMessage(err) };
+        const hint = /require\(\)|require\(esm\)|Cannot use import statement/.test(errorMessage(err))
+          ? ' (outside a package with "type": "module", name the entry index.mts)'
+          : '';
+        const failure = { name: fallbackName, dir, error: `${errorMessage(err)}${hint}` };
         failures.push(failure);
         options.logger.error({ plugin: failure.name, dir, error: failure.error }, 'plugin failed to load; the others run');
       }
