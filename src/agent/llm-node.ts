@@ -163,7 +163,8 @@ export class LlmNode {
       .map((t) => t.spec);
     const past = await history.load(caller.conversation);
     const messages: ChatMessage[] = [
-      { role: 'system', content: systemPrompt },
+      // The model knows no clock: tools that take times (reminders) need it.
+      { role: 'system', content: `${systemPrompt}\nThe current time is ${new Date().toISOString()} (UTC).` },
       ...past.map((entry) => ({ role: entry.role, content: entry.content })),
       { role: 'user', content: text },
       ...transcript.map(toChatMessage),

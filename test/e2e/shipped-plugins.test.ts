@@ -39,7 +39,9 @@ describe.each(MODES)('%s mode: the plugins that ship', (mode) => {
     );
     const taskId = await sb.post('alice', { text: 'file a bug: login is broken' });
     const waiting = await sb.waitForStatus('alice', taskId, 'waiting');
-    expect(waiting.confirmation?.tools).toEqual([{ name: 'create_issue', args: { repo: 'acme/app', title: 'Login is broken', body: 'Steps: …' } }]);
+    expect(waiting.confirmation?.tools).toEqual([
+      { name: 'create_issue', args: { repo: 'acme/app', title: 'Login is broken', body: 'Steps: …' } },
+    ]);
     expect(github.issues).toHaveLength(0);
 
     const approve = await sb.request('alice', 'POST', `/v1/confirmations/${waiting.confirmation?.formId ?? ''}`, { decision: 'approve' });
