@@ -170,21 +170,7 @@ export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
 
 /** The next node of a chain: a child of `node`, one level deeper, with a deterministic id. */
 export function nextNode(node: Envelope, body: StepBody, suffix = 'next'): EnvelopeOf<'step'> {
-  return {
-    v: ENVELOPE_VERSION,
-    id: `${node.id}.${suffix}`,
-    chainId: node.chainId,
-    parentId: node.id,
-    depth: node.depth + 1,
-    ref: node.ref,
-    at: new Date().toISOString(),
-    from: node.from,
-    user: node.user,
-    conversation: node.conversation,
-    chatType: node.chatType,
-    to: node.to,
-    body,
-  };
+  return { ...child(node, `${node.id}.${suffix}`, node.depth + 1, node.to), body };
 }
 
 /**
@@ -192,19 +178,23 @@ export function nextNode(node: Envelope, body: StepBody, suffix = 'next'): Envel
  * so a redelivered node re-emits identical envelopes that senders recognise.
  */
 export function emitted(node: Envelope, n: number, to: string, body: Body): Envelope {
+  return { ...child(node, emittedId(node.id, n), node.depth, [to]), body };
+}
+
+/** An envelope of the same chain, made by `node`: everything but the body. */
+function child(node: Envelope, id: string, depth: number, to: readonly string[]): Omit<Envelope, 'body'> {
   return {
     v: ENVELOPE_VERSION,
-    id: emittedId(node.id, n),
+    id,
     chainId: node.chainId,
     parentId: node.id,
-    depth: node.depth,
+    depth,
     ref: node.ref,
     at: new Date().toISOString(),
     from: node.from,
     user: node.user,
     conversation: node.conversation,
     chatType: node.chatType,
-    to: [to],
-    body,
+    to: [...to],
   };
 }

@@ -12,7 +12,7 @@ import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { SetOptions, Store } from './store.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
-import { addCounter, checkInteger, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
+import { addCounter, checkInteger, checkLimit, checkScore, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
 
 type Scored = readonly [member: string, score: number];
 
@@ -395,14 +395,6 @@ export class MemoryStore implements Store {
 }
 
 // Sorted-set rules (kept alike in redis-store.ts): scores are finite, limits are counts.
-function checkScore(value: number, what: string): void {
-  if (!Number.isFinite(value)) throw new Error(`ERR ${what} is not a finite number`);
-}
-
-function checkLimit(limit: number): void {
-  checkInteger(limit, 'limit');
-  if (limit < 0) throw new Error('ERR limit must not be negative');
-}
 
 /** Redis' order of a sorted set: by score, equal scores by the bytes of the member. */
 function byScore(a: Scored, b: Scored): number {

@@ -17,7 +17,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { checkInteger, checkTtl } from './store-rules.ts';
+import { checkInteger, checkLimit, checkScore, checkTtl } from './store-rules.ts';
 import type { SetOptions, Store } from './store.ts';
 import { withTimeout } from '../core/timing.ts';
 import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub } from './redis-support.ts';
@@ -397,11 +397,3 @@ export class RedisStore implements Store {
 
 // Sorted-set rules (kept alike in memory-store.ts): scores are finite, limits are counts. Redis
 // itself would take inf as a score and read a negative LIMIT count as "all".
-function checkScore(value: number, what: string): void {
-  if (!Number.isFinite(value)) throw new Error(`ERR ${what} is not a finite number`);
-}
-
-function checkLimit(limit: number): void {
-  checkInteger(limit, 'limit');
-  if (limit < 0) throw new Error('ERR limit must not be negative');
-}

@@ -6,6 +6,17 @@ export function checkInteger(value: number, what: string): void {
   if (!Number.isSafeInteger(value)) throw new Error(`ERR ${what} is not an integer or out of range`);
 }
 
+/** A sorted-set score (a time in ms): finite, unlike Redis, which would take inf. */
+export function checkScore(value: number, what: string): void {
+  if (!Number.isFinite(value)) throw new Error(`ERR ${what} is not a finite number`);
+}
+
+/** A count of members to return: Redis reads a negative count as "all", which we refuse. */
+export function checkLimit(limit: number): void {
+  checkInteger(limit, 'limit');
+  if (limit < 0) throw new Error('ERR limit must not be negative');
+}
+
 export function checkTtl(ttlMs: number | undefined): void {
   if (ttlMs === undefined) return;
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new Error(`ERR invalid expire time: ${ttlMs}`);
