@@ -75,7 +75,7 @@ export async function openAgentServices({ config, store, bus, logger }: AgentSer
     fuse,
     userEnv,
     adminUsers: config.adminUsers,
-    scheduler: (node) => scheduled.for(node),
+    scheduler: (node, requestId) => scheduled.for(node, requestId),
     defaultTimeoutMs: settings.toolTimeoutMs,
     resultMaxChars: settings.toolResultMaxChars,
     recordTtlMs: MEMO_TTL_MS,

@@ -67,6 +67,13 @@ export class ChainLog {
     await this.store.expire(this.key(chainId), this.ttlMs);
   }
 
+  /** Rewrites one node's entry (a parked node, once its confirmation is decided). */
+  async update(chainId: string, nodeId: string, change: (node: ChainNode) => ChainNode): Promise<void> {
+    const raw = await this.store.hget(this.key(chainId), nodeId);
+    const parsed = raw === null ? undefined : ChainNodeSchema.safeParse(JSON.parse(raw));
+    if (parsed?.success) await this.put(chainId, change(parsed.data));
+  }
+
   async nodes(chainId: string): Promise<ChainNode[]> {
     const raw = await this.store.hgetall(this.key(chainId));
     return Object.values(raw)

@@ -7,7 +7,7 @@ import type { Store } from '../store/store.ts';
 import type { PluginRegistry } from '../plugins/registry.ts';
 import type { ChainLog } from './chain-log.ts';
 import { Outbox } from './outbox.ts';
-import { callerOf, type ToolRunner } from './tool-runner.ts';
+import { callerOf, scrub, type ToolRunner } from './tool-runner.ts';
 
 export interface CommandNodeOptions {
   readonly bus: EnvelopeBus;
@@ -73,13 +73,15 @@ export class CommandNode {
       return failed(`${usage}${z.prettifyError(args.error)}`, 'BAD_COMMAND_ARGS');
     }
     const controller = new AbortController();
+    let env: Record<string, string> = {};
     try {
-      const env = await runner.envFor(registered, caller);
-      const text = await registered.command.run(args.data, runner.context(registered, node, caller, env, controller.signal));
-      return { kind: 'reply', text, format: 'markdown', status: 'done' };
+      env = await runner.envFor(registered, caller);
+      const text = await registered.command.run(args.data, runner.context(registered, node, caller, env, controller.signal, node.id));
+      return { kind: 'reply', text: scrub(text, env), format: 'markdown', status: 'done' };
     } catch (err) {
-      log.error({ err: errorMessage(err), command: command.name }, 'command failed');
-      return failed(`/${command.name} failed. Please try again later.`, errorMessage(err));
+      const reason = scrub(errorMessage(err), env);
+      log.error({ err: reason, command: command.name }, 'command failed');
+      return failed(`/${command.name} failed. Please try again later.`, reason);
     }
   }
 }

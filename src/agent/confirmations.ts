@@ -25,6 +25,11 @@ export type Stash = z.infer<typeof StashSchema>;
 const DecisionSchema = z.object({
   decision: z.enum(['approve', 'reject', 'expired']),
   args: z.record(z.string(), z.unknown()).optional(),
+  /** The request that decided (a /confirm node): its redelivery is told the same, not "already decided". */
+  by: z.string().optional(),
+  /** What the decider was told (repeated to its redelivery). */
+  chainId: z.string().optional(),
+  tools: z.array(z.string()).optional(),
 });
 type Decision = z.infer<typeof DecisionSchema>;
 
@@ -39,6 +44,8 @@ export interface DecideInput {
   readonly decision: 'approve' | 'reject';
   /** Edited arguments (approve only; the form must hold one call). */
   readonly args?: unknown;
+  /** Names the request deciding; the same request deciding again gets the same answer. */
+  readonly requestId?: string;
 }
 
 const EXPIRY_TIMER = 'form-expiry';
@@ -73,13 +80,18 @@ export class Confirmations {
     return this.ttlMs;
   }
 
-  /** Parks a node; false when its form was decided already (a redelivered node must not ask again). */
-  async park(stash: Stash): Promise<boolean> {
-    if ((await this.store.get(this.decisionKey(stash.formId))) !== null) return false;
+  /**
+   * Parks a node. A redelivered node keeps the form it parked first (and its expiry); returns the
+   * form in force, or null when it was decided already.
+   */
+  async park(stash: Stash): Promise<Stash | null> {
+    if ((await this.store.get(this.decisionKey(stash.formId))) !== null) return null;
     const ttlMs = Date.parse(stash.expiresAt) - Date.now() + GRACE_MS;
-    await this.store.set(this.stashKey(stash.formId), JSON.stringify(stash), { ttlMs, ifAbsent: true });
-    await this.timers?.add(EXPIRY_TIMER, stash.formId, new Date(stash.expiresAt), stash.formId);
-    return true;
+    const created = await this.store.set(this.stashKey(stash.formId), JSON.stringify(stash), { ttlMs, ifAbsent: true });
+    const parked = created ? stash : await this.get(stash.formId);
+    if (parked === null) return null;
+    await this.timers?.add(EXPIRY_TIMER, parked.formId, new Date(parked.expiresAt), parked.formId);
+    return parked;
   }
 
   async get(formId: string): Promise<Stash | null> {
@@ -90,6 +102,12 @@ export class Confirmations {
   async decide(input: DecideInput): Promise<DecideResult> {
     const gone = { ok: false, code: 'FORM_GONE', message: `The request ${input.formId} was already decided or has expired.` } as const;
     const stash = await this.get(input.formId);
+    // The same /confirm delivered again (its worker died after deciding): same answer, and finish the job.
+    const earlier = input.requestId === undefined ? null : await this.decisionOf(input.formId);
+    if (earlier && earlier.by === input.requestId && earlier.decision !== 'expired' && earlier.chainId && earlier.tools) {
+      if (stash) await this.continueChain(stash, earlier);
+      return { ok: true, decision: earlier.decision, chainId: earlier.chainId, tools: earlier.tools };
+    }
     if (stash === null || Date.parse(stash.expiresAt) <= Date.now()) return gone;
     if (stash.userId === null || stash.userId !== input.userId) {
       return { ok: false, code: 'FORM_FORBIDDEN', message: 'Only the person who started this request can decide it.' };
@@ -100,17 +118,30 @@ export class Confirmations {
       if (typeof checked === 'string') return { ok: false, code: 'INVALID_ARGS', message: checked };
       args = checked;
     }
-    const decision: Decision = { decision: input.decision, ...(args ? { args } : {}) };
+    const decided = { ok: true, decision: input.decision, chainId: stash.chainId, tools: stash.calls.map((c) => c.name) } as const;
+    const decision: Decision = {
+      decision: input.decision,
+      ...(args ? { args } : {}),
+      ...(input.requestId ? { by: input.requestId } : {}),
+      chainId: decided.chainId,
+      tools: decided.tools,
+    };
     const ttlMs = Date.parse(stash.expiresAt) - Date.now() + GRACE_MS;
     if (!(await this.store.set(this.decisionKey(input.formId), JSON.stringify(decision), { ttlMs, ifAbsent: true }))) return gone;
     try {
-      await this.continueChain(stash, decision);
+      await this.publishContinuation(stash, decision);
     } catch (err) {
+      // Nothing was published: the form is open again.
       await this.store.del(this.decisionKey(input.formId));
       throw err;
     }
-    await this.timers?.cancel(EXPIRY_TIMER, input.formId);
-    return { ok: true, decision: input.decision, chainId: stash.chainId, tools: stash.calls.map((c) => c.name) };
+    await this.afterContinuation(stash);
+    return decided;
+  }
+
+  private async decisionOf(formId: string): Promise<Decision | null> {
+    const raw = await this.store.get(this.decisionKey(formId));
+    return raw === null ? null : DecisionSchema.parse(JSON.parse(raw));
   }
 
   /** The expiry timer: nobody answered in time (or a decision's publish was cut off: finish it). */
@@ -119,16 +150,31 @@ export class Confirmations {
     if (stash === null) return;
     const expired: Decision = { decision: 'expired' };
     const claimed = await this.store.set(this.decisionKey(formId), JSON.stringify(expired), { ttlMs: GRACE_MS, ifAbsent: true });
-    const raw = claimed ? null : await this.store.get(this.decisionKey(formId));
-    const decision = raw === null ? expired : DecisionSchema.parse(JSON.parse(raw));
+    const decision = (claimed ? null : await this.decisionOf(formId)) ?? expired;
     await this.continueChain(stash, decision);
   }
 
+  /** Publishes the continuation (its id is fixed, so publishing it again is harmless), then tidies up. */
   private async continueChain(stash: Stash, decision: Decision): Promise<void> {
+    await this.publishContinuation(stash, decision);
+    await this.afterContinuation(stash);
+  }
+
+  private async publishContinuation(stash: Stash, decision: Decision): Promise<void> {
     const next = stash.next as EnvelopeOf<'step'>;
-    const pending = { formId: stash.formId, callIds: stash.calls.map((c) => c.id), ...decision };
+    const pending = {
+      formId: stash.formId,
+      callIds: stash.calls.map((c) => c.id),
+      decision: decision.decision,
+      ...(decision.args ? { args: decision.args } : {}),
+    };
     await this.bus.publish({ ...next, at: new Date().toISOString(), body: { ...next.body, pending } });
-    await this.store.del(this.stashKey(stash.formId));
+  }
+
+  /** Best effort: a stash left behind only makes its expiry timer publish the same continuation again. */
+  private async afterContinuation(stash: Stash): Promise<void> {
+    await this.store.del(this.stashKey(stash.formId)).catch(() => 0);
+    await this.timers?.cancel(EXPIRY_TIMER, stash.formId).catch(() => false);
   }
 
   /** Edited arguments, validated against the tool's schema; a string says what is wrong. */

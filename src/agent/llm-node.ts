@@ -77,6 +77,7 @@ export class LlmNode {
         const decided = await this.runDecided(node as EnvelopeOf<'step'>, transcript, out);
         transcript = decided.transcript;
         view.toolCalls = decided.views;
+        await this.closeParked(node, decided.views);
       }
       const completion = await this.complete(node, text, transcript, log);
       Object.assign(view, { model: completion.model, ...(completion.usage ? { usage: completion.usage } : {}) });
@@ -143,6 +144,18 @@ export class LlmNode {
     const order = new Map(lastAssistant.toolCalls.map((c, i) => [c.id, i]));
     results.sort((a, b) => (a.role === 'tool' && b.role === 'tool' ? (order.get(a.toolCallId) ?? 0) - (order.get(b.toolCallId) ?? 0) : 0));
     return { transcript: [...transcript.slice(0, cut), ...results], views: outcomes.map(callView) };
+  }
+
+  /** The parked node is done waiting: its view shows how the waiting calls ended. */
+  private async closeParked(node: Node, decided: readonly ToolCallView[]): Promise<void> {
+    if (node.parentId === null) return;
+    const byId = new Map(decided.map((d) => [d.id, d]));
+    await this.options.chains.update(node.chainId, node.parentId, (parked) => ({
+      ...parked,
+      status: 'done',
+      finishedAt: parked.finishedAt ?? new Date().toISOString(),
+      toolCalls: parked.toolCalls.map((c) => byId.get(c.id) ?? c),
+    }));
   }
 
   /** The model's answer for this node, asked once: a redelivered node reads the memo. */
@@ -221,7 +234,17 @@ export class LlmNode {
     const expiresAt = new Date(Date.now() + confirmations.ttl).toISOString();
     const calls = waiting.map((w) => ({ id: w.callId, name: w.name, args: w.args }));
     const next = nextNode(node, step, 'resume');
-    await confirmations.park({ formId, chainId: node.chainId, nodeId: node.id, userId: node.user?.id ?? null, expiresAt, calls, next });
+    const parked = await confirmations.park({
+      formId,
+      chainId: node.chainId,
+      nodeId: node.id,
+      userId: node.user?.id ?? null,
+      expiresAt,
+      calls,
+      next,
+    });
+    // Decided already (this is a redelivery): the messages below were sent before, with these ids.
+    if (parked === null) return;
     const shown = calls.map((c) => `• ${c.name}\n\`\`\`json\n${JSON.stringify(maskSecrets(c.args), null, 2)}\n\`\`\``).join('\n');
     const minutes = Math.round(confirmations.ttl / 60_000);
     await out.emit(
@@ -238,7 +261,7 @@ export class LlmNode {
           { text: 'Confirm', command: `/confirm ${formId}` },
           { text: 'Cancel', command: `/cancel ${formId}` },
         ],
-        form: { formId, expiresAt, tools: calls.map((c) => ({ name: c.name, args: maskSecrets(c.args) })) },
+        form: { formId, expiresAt: parked.expiresAt, tools: calls.map((c) => ({ name: c.name, args: maskSecrets(c.args) })) },
       },
       out.origin,
     );

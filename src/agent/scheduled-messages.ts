@@ -1,12 +1,14 @@
 import { z } from 'zod';
 import { AddressSchema } from '../core/address.ts';
 import { newMessageEnvelope, UserSchema, type Envelope } from '../core/envelope.ts';
-import { newId } from '../core/ids.ts';
+import { v5 } from 'uuid';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Scheduler } from '../plugins/sdk.ts';
 import type { Timers } from './timers.ts';
 
 const KIND = 'message';
+/** UUID namespace of scheduled-message ids (any fixed UUID). */
+const SCHEDULE_NAMESPACE = '2f1c7f0e-8a4e-4c3b-9a57-5b8f6b2f6a10';
 
 const ScheduledSchema = z.object({
   from: AddressSchema,
@@ -29,11 +31,15 @@ export class ScheduledMessages {
     timers.on(KIND, (id, payload) => this.fire(id, payload));
   }
 
-  /** The scheduler a plugin gets while handling `node`: messages come back in the same conversation. */
-  for(node: Envelope): Scheduler {
+  /**
+   * The scheduler a plugin gets while handling `node`: messages come back in the same conversation.
+   * Ids derive from the request id and a count, so a redelivered node schedules the same timers.
+   */
+  for(node: Envelope, requestId: string): Scheduler {
+    let count = 0;
     return {
       message: async (at, text) => {
-        const id = newId();
+        const id = v5(`${requestId}#${count++}`, SCHEDULE_NAMESPACE);
         const payload: z.infer<typeof ScheduledSchema> = {
           from: node.from,
           user: node.user,

@@ -15,7 +15,10 @@ export interface TimersOptions {
 
 const DUE_KEY = 'timers:due';
 const PAYLOAD_KEY = 'timers:payload';
+const ATTEMPTS_KEY = 'timers:attempts';
 const BATCH = 50;
+/** A timer whose handler keeps failing is dropped after this many attempts (logged as an error). */
+const MAX_ATTEMPTS = 5;
 
 /**
  * Durable timers in the store (reminders, confirmation expiry). Any number of workers poll; a due
@@ -89,10 +92,21 @@ export class Timers {
         }
         await handler(id, payload);
       }
-      await store.zrem(DUE_KEY, member);
-      await store.hdel(PAYLOAD_KEY, member);
+      await this.remove(member);
     } catch (err) {
-      logger.warn({ kind, id, err: errorMessage(err) }, 'timers: handler failed; it fires again after its lease');
+      const attempts = await store.hincr(ATTEMPTS_KEY, member).catch(() => 0);
+      if (attempts >= MAX_ATTEMPTS) {
+        logger.error({ kind, id, attempts, err: errorMessage(err) }, 'timers: handler failed too often; the timer is dropped');
+        await this.remove(member).catch(() => undefined);
+        return;
+      }
+      logger.warn({ kind, id, attempts, err: errorMessage(err) }, 'timers: handler failed; it fires again after its lease');
     }
+  }
+
+  private async remove(member: string): Promise<void> {
+    await this.options.store.zrem(DUE_KEY, member);
+    await this.options.store.hdel(PAYLOAD_KEY, member);
+    await this.options.store.hdel(ATTEMPTS_KEY, member);
   }
 }

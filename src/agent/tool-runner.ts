@@ -36,7 +36,8 @@ export interface ToolRunnerOptions {
   readonly fuse: Fuse;
   readonly userEnv: UserEnv | undefined;
   readonly adminUsers: ReadonlySet<string>;
-  readonly scheduler: (node: Envelope) => Scheduler;
+  /** The scheduler a run gets; `requestId` makes the ids it hands out the same on a redelivery. */
+  readonly scheduler: (node: Envelope, requestId: string) => Scheduler;
   readonly defaultTimeoutMs: number;
   readonly resultMaxChars: number;
   /** How long a finished call is remembered (a redelivered node does not run it again). */
@@ -74,8 +75,9 @@ export class ToolRunner {
     const key = this.recordKey(node.id, call.id);
     const recorded = await this.options.store.get(key);
     if (recorded !== null) return JSON.parse(recorded) as ToolOutcome;
-    const outcome = await this.attempt(node, call, decision);
-    if (outcome.status !== 'waiting') await this.options.store.set(key, JSON.stringify(outcome), { ttlMs: this.options.recordTtlMs });
+    const outcome = await this.attempt(node, call, decision).catch((err: unknown) => this.pluginThrew(call, err));
+    // `waiting` is recorded too: a redelivered node must park again, not change its mind.
+    await this.options.store.set(key, JSON.stringify(outcome), { ttlMs: this.options.recordTtlMs });
     return outcome;
   }
 
@@ -120,12 +122,32 @@ export class ToolRunner {
     }
 
     const controller = new AbortController();
-    const ctx = this.context(registered, node, caller, env, controller.signal);
+    const ctx = this.context(registered, node, caller, env, controller.signal, `${node.id}/${call.id}`);
     const confirm = registered.tool.confirm;
     if (decision === undefined && (typeof confirm === 'function' ? confirm(parsed.data, ctx) : confirm === true)) {
       return { ...base, status: 'waiting', args: parsed.data, content: 'Waiting for the user to confirm.' };
     }
-    return this.execute(registered, call.id, parsed.data, ctx, controller, env);
+    const outcome = await this.execute(registered, call.id, parsed.data, ctx, controller, env);
+    // The model asked for other arguments: it must know what really ran.
+    if (decision?.args && outcome.status === 'ok')
+      return {
+        ...outcome,
+        content: `(The user edited the arguments to ${JSON.stringify(parsed.data)} before approving.)\n${outcome.content}`,
+      };
+    return outcome;
+  }
+
+  /** A plugin's own code (a confirm function, a schema refinement) threw outside run(). */
+  private async pluginThrew(call: ToolCall, err: unknown): Promise<ToolOutcome> {
+    const registered = this.options.registry.tool(call.name);
+    const outcome: ToolOutcome = {
+      callId: call.id,
+      name: call.name,
+      status: 'error',
+      content: `Error: the tool ${call.name} failed: ${errorMessage(err)}`,
+    };
+    this.options.logger.warn({ tool: call.name, err: errorMessage(err) }, 'tool failed before it ran');
+    return registered ? this.failed(outcome, registered, errorMessage(err)) : outcome;
   }
 
   private async execute(
@@ -185,6 +207,7 @@ export class ToolRunner {
     caller: Caller,
     env: Readonly<Record<string, string>>,
     signal: AbortSignal,
+    requestId: string,
   ): PluginContext {
     const { plugin } = registered;
     return {
@@ -192,9 +215,10 @@ export class ToolRunner {
       env,
       settings: plugin.settings,
       store: pluginStore(this.options.store, plugin.manifest.name),
-      schedule: this.options.scheduler(node),
+      schedule: this.options.scheduler(node, requestId),
       logger: this.options.logger.child({ plugin: plugin.manifest.name, chainId: node.chainId }),
       signal,
+      requestId,
     };
   }
 
@@ -231,7 +255,7 @@ function stringify(result: unknown): string {
 }
 
 /** A tool's result never carries the caller's secrets on to the model, logs or the API. */
-function scrub(text: string, env: Readonly<Record<string, string>>): string {
+export function scrub(text: string, env: Readonly<Record<string, string>>): string {
   let out = text;
   for (const value of Object.values(env)) if (value.length >= 4) out = out.split(value).join('***');
   return out;

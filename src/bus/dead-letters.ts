@@ -2,6 +2,7 @@ import { errorMessage } from '../core/errors.ts';
 import { z } from 'zod';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
+import { withoutSecrets } from '../core/envelope.ts';
 import type { Store } from '../store/store.ts';
 import { DEAD_LETTER_QUEUE, DeadLetterHeaders, type Bus, type BusMessage, type Headers, type Subscription } from './bus.ts';
 
@@ -121,7 +122,7 @@ export class DeadLetters {
       queue: header(DeadLetterHeaders.queue, ''),
       deadAt: header(DeadLetterHeaders.deadAt, new Date().toISOString()),
       headers,
-      body: msg.body.toString('base64'),
+      body: withoutSecrets(msg.body).toString('base64'),
     };
     await this.store.hset(KEY, { [record.messageId]: JSON.stringify(record) });
     this.options.metrics?.deadLetters.inc({ queue: record.queue });

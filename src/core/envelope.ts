@@ -198,3 +198,24 @@ function child(node: Envelope, id: string, depth: number, to: readonly string[])
     to: [...to],
   };
 }
+
+/** Commands whose arguments are secrets (`/env KEY=VALUE`): never kept where people can read them. */
+const SECRET_COMMANDS: ReadonlySet<string> = new Set(['env']);
+
+/**
+ * The raw bytes of a message as they may be kept for people to read (dead letters): a secret
+ * command's text and arguments are replaced. Anything that is not such an envelope is returned as is.
+ */
+export function withoutSecrets(raw: Buffer): Buffer {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return raw;
+  }
+  const parsed = MessageBodySchema.safeParse((json as { body?: unknown } | null)?.body);
+  if (!parsed.success || !parsed.data.command || !SECRET_COMMANDS.has(parsed.data.command.name)) return raw;
+  const name = parsed.data.command.name;
+  const body = { ...parsed.data, text: `/${name} [redacted]`, command: { name, args: '[redacted]' } };
+  return Buffer.from(JSON.stringify({ ...(json as object), body }));
+}

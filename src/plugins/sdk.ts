@@ -66,6 +66,11 @@ export interface PluginContext {
   readonly logger: Logger;
   /** Aborted when the tool times out or the worker shuts down. */
   readonly signal: AbortSignal;
+  /**
+   * Names this run of the tool or command: the same when a redelivered node runs it again, so it
+   * makes a good idempotency key for outside calls.
+   */
+  readonly requestId: string;
 }
 
 /** Where a tool or command may be used. */

@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import type { SetOptions, Store } from './store.ts';
+import { checkQuotaCounters, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
 import { addCounter, checkInteger, checkLimit, checkScore, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
 
@@ -145,6 +145,33 @@ export class MemoryStore implements Store {
     this.data.set(key, created);
     this.changed();
     return by;
+  }
+
+  async quotaTake(counters: readonly QuotaCounter[], ttlMs: number): Promise<QuotaTakeResult> {
+    this.assertOpen();
+    checkQuotaCounters(counters);
+    checkTtl(ttlMs);
+    // Synchronous from the first read to the last write, so concurrent calls never share the last unit.
+    const entries = counters.map((counter) => this.read(counter.key, 'string'));
+    const values = entries.map((entry) => (entry === undefined ? 0 : parseCounter(entry.value, 'value')));
+    for (const [i, counter] of counters.entries()) {
+      const used = values[i] ?? 0;
+      // The cost fits under the limit; a cost of 0 asks that something is left (kept alike in quota-take-4.lua).
+      const room = used + counter.cost <= counter.limit && (counter.cost > 0 || used < counter.limit);
+      if (!room) return { ok: false, key: counter.key, used, limit: counter.limit };
+    }
+    let written = false;
+    for (const [i, counter] of counters.entries()) {
+      if (counter.cost === 0) continue;
+      const entry = entries[i];
+      // At most the limit, so a safe integer. An existing counter keeps its TTL; a new one gets ttlMs.
+      const next = String((values[i] ?? 0) + counter.cost);
+      if (entry !== undefined) entry.value = next;
+      else this.data.set(counter.key, { type: 'string', value: next, expiresAt: this.now() + ttlMs });
+      written = true;
+    }
+    if (written) this.changed();
+    return { ok: true };
   }
 
   async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {

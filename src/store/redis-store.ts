@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import { checkInteger, checkLimit, checkScore, checkTtl } from './store-rules.ts';
-import type { SetOptions, Store } from './store.ts';
+import { checkQuotaCounters, MAX_QUOTA_COUNTERS, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
 import { withTimeout } from '../core/timing.ts';
 import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub } from './redis-support.ts';
 
@@ -129,6 +129,22 @@ export class RedisStore implements Store {
     checkTtl(ttlMs);
     if (ttlMs === undefined) return this.run(() => this.redis.incrby(key, by));
     return Number(await this.run(() => this.script('incr-ttl')(key, by, ttlMs)));
+  }
+
+  async quotaTake(counters: readonly QuotaCounter[], ttlMs: number): Promise<QuotaTakeResult> {
+    checkQuotaCounters(counters);
+    checkTtl(ttlMs);
+    const first = counters[0];
+    if (first === undefined) return this.run(async () => ({ ok: true }));
+    // The script has a fixed number of keys; it reads only the first counters.length of them.
+    const keys = [...counters.map((counter) => counter.key), ...Array<string>(MAX_QUOTA_COUNTERS - counters.length).fill(first.key)];
+    const args = counters.flatMap((counter) => [counter.limit, counter.cost]);
+    const reply = (await this.run(() => this.script('quota-take')(...keys, counters.length, ttlMs, ...args))) as number[];
+    const [index, used] = reply;
+    if (index === 0) return { ok: true };
+    const counter = index === undefined ? undefined : counters[index - 1];
+    if (counter === undefined || used === undefined) throw new Error('quota-take.lua gave an unexpected reply');
+    return { ok: false, key: counter.key, used, limit: counter.limit };
   }
 
   async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {

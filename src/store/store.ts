@@ -7,12 +7,43 @@
  * const first = await store.set(`idem:${client}:${key}`, taskId, { ttlMs: 86_400_000, ifAbsent: true });
  * const form = await store.take(`stash:${formId}`); // at most one caller ever gets it
  */
+import { checkInteger, checkLimit } from './store-rules.ts';
 
 export interface SetOptions {
   /** Expire the key after this many milliseconds. */
   readonly ttlMs?: number;
   /** Only set when the key does not exist (Redis NX). */
   readonly ifAbsent?: boolean;
+}
+
+/** One counter of `Store.quotaTake`: an integer counter (missing = 0), its limit and what this call takes from it. */
+export interface QuotaCounter {
+  readonly key: string;
+  /** A non-negative safe integer. An unlimited counter is left out (or given Number.MAX_SAFE_INTEGER). */
+  readonly limit: number;
+  /** A non-negative safe integer; 0 only asks that something is left (current < limit). */
+  readonly cost: number;
+}
+
+export type QuotaTakeResult =
+  | { readonly ok: true }
+  /** The first counter without room, its current value and its limit; nothing was written. */
+  | { readonly ok: false; readonly key: string; readonly used: number; readonly limit: number };
+
+/** The most counters one `quotaTake` call may take from (the Redis script has a fixed number of keys). */
+export const MAX_QUOTA_COUNTERS = 4;
+
+/** Argument rules of `quotaTake`, which both adapters enforce alike (Redis-style `ERR` messages). */
+export function checkQuotaCounters(counters: readonly QuotaCounter[]): void {
+  if (counters.length > MAX_QUOTA_COUNTERS) throw new Error(`ERR quotaTake takes at most ${MAX_QUOTA_COUNTERS} counters`);
+  for (const { limit, cost } of counters) {
+    checkLimit(limit);
+    checkInteger(cost, 'cost');
+    if (cost < 0) throw new Error('ERR cost must not be negative');
+  }
+  if (new Set(counters.map((counter) => counter.key)).size !== counters.length) {
+    throw new Error('ERR quotaTake counters must have distinct keys');
+  }
 }
 
 export interface Store {
@@ -27,6 +58,14 @@ export interface Store {
   expire(key: string, ttlMs: number): Promise<boolean>;
   /** Adds `by` to an integer counter (missing = 0). `ttlMs` is applied only when the counter is created. */
   incr(key: string, by?: number, options?: { readonly ttlMs?: number }): Promise<number>;
+  /**
+   * Takes from up to MAX_QUOTA_COUNTERS integer counters (distinct keys) at once: when every counter
+   * has room (`current + cost <= limit`, and `current < limit` when the cost is 0), adds each cost,
+   * giving a counter this call creates the TTL `ttlMs` (an existing TTL is never extended; a cost of
+   * 0 writes nothing), and returns ok; otherwise writes nothing and returns the first counter without
+   * room. Atomic: N concurrent calls with cost 1 against a remaining allowance of K let exactly K through.
+   */
+  quotaTake(counters: readonly QuotaCounter[], ttlMs: number): Promise<QuotaTakeResult>;
 
   hset(key: string, fields: Readonly<Record<string, string>>): Promise<void>;
   /** Sets one field only if it is absent; true when it was written. */

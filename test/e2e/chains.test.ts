@@ -195,6 +195,11 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
       expect(done.status).toBe('done');
       expect(done.replies.at(-1)?.text).toBe('result: done to prod');
       expect(await runs('dangerous')).toBe(before + 1);
+      // The parked node's view shows how its waiting call ended; its continuation is a child.
+      const tree = (await (await chain('alice', done.chainId)).json()) as ChainJson;
+      expect(tree.root.status).toBe('done');
+      expect(tree.root.toolCalls.map((c) => [c.name, c.status])).toEqual([['dangerous', 'ok']]);
+      expect(tree.root.children.map((c) => c.nodeId)).toEqual([`${tree.root.nodeId}.resume`]);
 
       const again = await decide('alice', formId, { decision: 'approve' });
       expect(again.status).toBe(409);
@@ -228,7 +233,10 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
       const ok = await sb.run('alice', { text: `/confirm ${formId} {"target": "sandbox"}` });
       expect(ok.replies[0]?.text).toMatch(/Confirmed: running dangerous/);
       const done = await sb.waitForTask('alice', taskId);
-      expect(done.replies.at(-1)?.text).toBe('result: done to sandbox');
+      // The model learns that the user changed the arguments, and what ran.
+      expect(done.replies.at(-1)?.text).toMatch(
+        /^result: \(The user edited the arguments to \{"target":"sandbox"\} before approving\.\)\ndone to sandbox$/,
+      );
       expect(await sb.app.store.get('plugin:testkit:last-target')).toBe('sandbox');
     });
   });

@@ -160,6 +160,103 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.get('word')).toBe('abc');
   });
 
+  it('quotaTake adds every cost when every counter has room, and nothing otherwise', async () => {
+    const user = { key: 'q:user', limit: 3, cost: 1 };
+    const total = { key: 'q:total', limit: 4, cost: 1 };
+    expect(await store.quotaTake([user, total], 60_000)).toEqual({ ok: true });
+    expect(await store.quotaTake([user, total], 60_000)).toEqual({ ok: true });
+    expect(await store.get('q:user')).toBe('2');
+    expect(await store.get('q:total')).toBe('2');
+    // Another user fills the total; the first user's own counter is not touched by the refusal.
+    await store.set('q:total', '4');
+    expect(await store.quotaTake([user, total], 60_000)).toEqual({ ok: false, key: 'q:total', used: 4, limit: 4 });
+    expect(await store.get('q:user')).toBe('2');
+    expect(await store.get('q:total')).toBe('4');
+    // Both are full: the first counter without room is the one reported.
+    await store.set('q:user', '3');
+    expect(await store.quotaTake([user, total], 60_000)).toEqual({ ok: false, key: 'q:user', used: 3, limit: 3 });
+    expect(await store.quotaTake([total, user], 60_000)).toEqual({ ok: false, key: 'q:total', used: 4, limit: 4 });
+    // Costs above 1 must fit whole; no counters at all is ok.
+    expect(await store.quotaTake([{ key: 'q:big', limit: 10, cost: 7 }], 60_000)).toEqual({ ok: true });
+    expect(await store.quotaTake([{ key: 'q:big', limit: 10, cost: 4 }], 60_000)).toEqual({ ok: false, key: 'q:big', used: 7, limit: 10 });
+    expect(await store.quotaTake([{ key: 'q:big', limit: 10, cost: 3 }], 60_000)).toEqual({ ok: true });
+    expect(await store.get('q:big')).toBe('10');
+    expect(await store.quotaTake([], 60_000)).toEqual({ ok: true });
+  });
+
+  it('quotaTake with cost 0 only checks that something is left, and writes nothing', async () => {
+    const tokens = { key: 'q:tokens', limit: 100, cost: 0 };
+    expect(await store.quotaTake([tokens], 60_000)).toEqual({ ok: true });
+    expect(await store.get('q:tokens')).toBeNull(); // not created
+    await store.incr('q:tokens', 99);
+    expect(await store.quotaTake([tokens], 60_000)).toEqual({ ok: true });
+    await store.incr('q:tokens', 1);
+    expect(await store.quotaTake([tokens], 60_000)).toEqual({ ok: false, key: 'q:tokens', used: 100, limit: 100 });
+    await store.incr('q:tokens', 50); // recorded after a call that went over
+    const requests = { key: 'q:requests', limit: 5, cost: 1 };
+    expect(await store.quotaTake([requests, tokens], 60_000)).toEqual({ ok: false, key: 'q:tokens', used: 150, limit: 100 });
+    expect(await store.get('q:requests')).toBeNull();
+    expect(await store.quotaTake([{ key: 'q:zero', limit: 0, cost: 0 }], 60_000)).toEqual({ ok: false, key: 'q:zero', used: 0, limit: 0 });
+    expect(await store.quotaTake([{ key: 'q:zero', limit: 0, cost: 1 }], 60_000)).toEqual({ ok: false, key: 'q:zero', used: 0, limit: 0 });
+  });
+
+  it('quotaTake gives its TTL only to the counters it creates', async () => {
+    expect(await store.quotaTake([{ key: 'q:a', limit: 10, cost: 1 }], 400)).toEqual({ ok: true });
+    await store.set('q:kept', '1');
+    await sleep(100);
+    const both = [
+      { key: 'q:a', limit: 10, cost: 1 },
+      { key: 'q:b', limit: 10, cost: 2 },
+      { key: 'q:kept', limit: 10, cost: 1 },
+    ];
+    expect(await store.quotaTake(both, 400)).toEqual({ ok: true }); // does not extend q:a's TTL
+    await sleep(350);
+    expect(await store.get('q:a')).toBeNull();
+    expect(await store.get('q:b')).toBe('2');
+    expect(await store.get('q:kept')).toBe('2'); // had no TTL and got none
+    await sleep(150);
+    expect(await store.get('q:b')).toBeNull();
+    expect(await store.get('q:kept')).toBe('2');
+  });
+
+  it('quotaTake lets exactly 10 of 50 concurrent callers through a limit of 10', async () => {
+    const counters = [
+      { key: 'q:user', limit: 10, cost: 1 },
+      { key: 'q:tokens', limit: 1_000, cost: 0 },
+      { key: 'q:total', limit: 100, cost: 1 },
+    ];
+    const results = await Promise.all(Array.from({ length: 50 }, () => store.quotaTake(counters, 60_000)));
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    expect(results.filter((r) => !r.ok)).toEqual(Array.from({ length: 40 }, () => ({ ok: false, key: 'q:user', used: 10, limit: 10 })));
+    expect(await store.get('q:user')).toBe('10');
+    expect(await store.get('q:total')).toBe('10');
+    expect(await store.get('q:tokens')).toBeNull();
+  });
+
+  it('quotaTake rejects bad limits, costs, TTLs and keys, and counters that are not integers, writing nothing', async () => {
+    const ok = { key: 'q:ok', limit: 10, cost: 1 };
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: 1.5, cost: 1 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: -1, cost: 1 }], 60_000)).rejects.toThrow(/not be negative/);
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: Number.POSITIVE_INFINITY, cost: 1 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: Number.NaN, cost: 1 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: 10, cost: 0.5 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:x', limit: 10, cost: -1 }], 60_000)).rejects.toThrow(/not be negative/);
+    await expect(store.quotaTake([ok], 0)).rejects.toThrow(/invalid expire time/);
+    await expect(store.quotaTake([ok], 1.5)).rejects.toThrow(/invalid expire time/);
+    await expect(store.quotaTake([ok, { ...ok }], 60_000)).rejects.toThrow(/distinct keys/);
+    const five = ['a', 'b', 'c', 'd', 'e'].map((key) => ({ key: `q:${key}`, limit: 10, cost: 1 }));
+    await expect(store.quotaTake(five, 60_000)).rejects.toThrow(/at most 4 counters/);
+    await store.set('q:word', 'abc');
+    await store.set('q:float', '1.5');
+    await store.hset('q:hash', { f: '1' });
+    await expect(store.quotaTake([ok, { key: 'q:word', limit: 10, cost: 1 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:float', limit: 10, cost: 0 }], 60_000)).rejects.toThrow(/not an integer/);
+    await expect(store.quotaTake([ok, { key: 'q:hash', limit: 10, cost: 1 }], 60_000)).rejects.toThrow(WRONGTYPE);
+    expect(await store.get('q:ok')).toBeNull();
+    expect(await store.get('q:x')).toBeNull();
+    expect(await store.get('q:word')).toBe('abc');
+  });
+
   it('expire sets a TTL on existing keys of any type; a TTL that is not positive deletes', async () => {
     expect(await store.expire('missing', 1_000)).toBe(false);
     await store.sadd('s', 'a');
@@ -472,6 +569,7 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     await expect(closing.rpush('l', 'x')).rejects.toThrow(/closed/);
     await expect(closing.zadd('z', { m: 1 })).rejects.toThrow(/closed/);
     await expect(closing.zclaim('z', 1, 1_000, 10)).rejects.toThrow(/closed/);
+    await expect(closing.quotaTake([{ key: 'q', limit: 1, cost: 1 }], 1_000)).rejects.toThrow(/closed/);
     await expect(closing.notify('ch', 'x')).rejects.toThrow(/closed/);
     await expect(closing.listen('ch', () => undefined)).rejects.toThrow(/closed/);
     await stop();

@@ -91,6 +91,7 @@ async function harness(options: {
     ...options.caller,
   };
   const ctx: PluginContext = {
+    requestId: 'node-1/call-1',
     caller,
     env: options.env ?? {},
     settings: { ...plugin(options.pluginName).settings, ...options.settings },

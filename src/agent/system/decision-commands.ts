@@ -24,6 +24,7 @@ export function decisionCommands(services: SystemServices): AnyCommand[] {
           formId: match[1],
           userId: ctx.caller.userId,
           decision: 'approve',
+          requestId: ctx.requestId,
           ...(edited !== undefined ? { args: edited } : {}),
         });
         return describe(result);
@@ -36,7 +37,9 @@ export function decisionCommands(services: SystemServices): AnyCommand[] {
       run: async (args, ctx) => {
         const formId = args.trim();
         if (!formId) return 'Usage: /cancel <id>';
-        return describe(await services.confirmations.decide({ formId, userId: ctx.caller.userId, decision: 'reject' }));
+        return describe(
+          await services.confirmations.decide({ formId, userId: ctx.caller.userId, decision: 'reject', requestId: ctx.requestId }),
+        );
       },
     }),
   ];

@@ -6,18 +6,21 @@ export function pluginCommands(services: SystemServices): AnyCommand[] {
     defineCommand({
       name: 'plugins',
       description: 'Show every plugin and tool with its state',
-      run: async () => {
+      run: async (_args, ctx) => {
         const registry = services.registry();
         const blown = await services.fuse.allBlown();
+        const { isAdmin } = ctx.caller;
         const lines: string[] = [];
         for (const plugin of registry.plugins) {
           const { name, version, description } = plugin.manifest;
           lines.push(`${name} ${version}: on — ${description}`);
-          for (const tool of plugin.definition.tools ?? []) {
+          // Admin-only items, and why a fuse blew (another user's error), are for admins' eyes.
+          for (const tool of (plugin.definition.tools ?? []).filter((t) => isAdmin || !t.admin)) {
             const fuse = blown.get(tool.name);
-            lines.push(fuse ? `  • ${tool.name}: switched off (${fuse.reason})` : `  • ${tool.name}: on`);
+            const off = isAdmin && fuse ? `switched off (${fuse.reason})` : 'switched off';
+            lines.push(`  • ${tool.name}: ${fuse ? off : 'on'}`);
           }
-          for (const command of plugin.definition.commands ?? []) lines.push(`  • /${command.name}`);
+          for (const command of (plugin.definition.commands ?? []).filter((c) => isAdmin || !c.admin)) lines.push(`  • /${command.name}`);
         }
         for (const failure of registry.failures) lines.push(`${failure.name}: failed to load — ${failure.error}`);
         return lines.join('\n');
