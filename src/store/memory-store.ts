@@ -10,9 +10,19 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { checkQuotaCounters, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
+import { type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
-import { addCounter, checkInteger, checkLimit, checkScore, checkTtl, listRange, parseCounter, WRONGTYPE } from './store-rules.ts';
+import {
+  addCounter,
+  checkInteger,
+  checkQuotaCounters,
+  checkLimit,
+  checkScore,
+  checkTtl,
+  listRange,
+  parseCounter,
+  WRONGTYPE,
+} from './store-rules.ts';
 
 type Scored = readonly [member: string, score: number];
 

@@ -17,8 +17,8 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { checkInteger, checkLimit, checkScore, checkTtl } from './store-rules.ts';
-import { checkQuotaCounters, MAX_QUOTA_COUNTERS, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
+import { checkInteger, checkLimit, checkQuotaCounters, checkScore, checkTtl } from './store-rules.ts';
+import { MAX_QUOTA_COUNTERS, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
 import { withTimeout } from '../core/timing.ts';
 import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub } from './redis-support.ts';
 

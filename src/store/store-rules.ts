@@ -1,3 +1,5 @@
+import { MAX_QUOTA_COUNTERS, type QuotaCounter } from './store.ts';
+
 /** Redis' rules for values (integers, TTLs, list indexes), which every Store adapter enforces alike. */
 
 export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';
@@ -44,4 +46,17 @@ export function listRange(length: number, start: number, stop: number): [number,
   const from = Math.max(0, start < 0 ? length + start : start);
   const last = Math.min(length - 1, stop < 0 ? length + stop : stop);
   return from > last ? [0, 0] : [from, last + 1];
+}
+
+/** The counters of one quotaTake: few, distinct, with non-negative integer limits and costs. */
+export function checkQuotaCounters(counters: readonly QuotaCounter[]): void {
+  if (counters.length > MAX_QUOTA_COUNTERS) throw new Error(`ERR quotaTake takes at most ${MAX_QUOTA_COUNTERS} counters`);
+  for (const { limit, cost } of counters) {
+    checkLimit(limit);
+    checkInteger(cost, 'cost');
+    if (cost < 0) throw new Error('ERR cost must not be negative');
+  }
+  if (new Set(counters.map((counter) => counter.key)).size !== counters.length) {
+    throw new Error('ERR quotaTake counters must have distinct keys');
+  }
 }

@@ -7,7 +7,6 @@
  * const first = await store.set(`idem:${client}:${key}`, taskId, { ttlMs: 86_400_000, ifAbsent: true });
  * const form = await store.take(`stash:${formId}`); // at most one caller ever gets it
  */
-import { checkInteger, checkLimit } from './store-rules.ts';
 
 export interface SetOptions {
   /** Expire the key after this many milliseconds. */
@@ -34,18 +33,6 @@ export type QuotaTakeResult =
 export const MAX_QUOTA_COUNTERS = 4;
 
 /** Argument rules of `quotaTake`, which both adapters enforce alike (Redis-style `ERR` messages). */
-export function checkQuotaCounters(counters: readonly QuotaCounter[]): void {
-  if (counters.length > MAX_QUOTA_COUNTERS) throw new Error(`ERR quotaTake takes at most ${MAX_QUOTA_COUNTERS} counters`);
-  for (const { limit, cost } of counters) {
-    checkLimit(limit);
-    checkInteger(cost, 'cost');
-    if (cost < 0) throw new Error('ERR cost must not be negative');
-  }
-  if (new Set(counters.map((counter) => counter.key)).size !== counters.length) {
-    throw new Error('ERR quotaTake counters must have distinct keys');
-  }
-}
-
 export interface Store {
   get(key: string): Promise<string | null>;
   /** Returns false when `ifAbsent` was given and the key existed (nothing was written). */
