@@ -1,4 +1,4 @@
-import { emitted, type Body, type Envelope } from '../core/envelope.ts';
+import { audience, emitted, type Body, type Envelope } from '../core/envelope.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 
 /**
@@ -13,9 +13,9 @@ export class Outbox {
     private readonly node: Envelope,
   ) {}
 
-  /** Where a node's output goes: its `to` addresses, and its origin, which is told how the chain ended. */
+  /** Everyone the node's output goes to (see `audience`). */
   get everyone(): string[] {
-    return [...new Set([...this.node.to, this.node.from])];
+    return audience(this.node);
   }
 
   /** The person who wrote the chain's message (questions such as /confirm go only to them). */

@@ -168,6 +168,11 @@ export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
   };
 }
 
+/** Where a node's output goes: its `to` addresses, and its origin, which is told how the chain ended. */
+export function audience(node: Pick<Envelope, 'to' | 'from'>): string[] {
+  return [...new Set([...node.to, node.from])];
+}
+
 /** The next node of a chain: a child of `node`, one level deeper, with a deterministic id. */
 export function nextNode(node: Envelope, body: StepBody, suffix = 'next'): EnvelopeOf<'step'> {
   return { ...child(node, `${node.id}.${suffix}`, node.depth + 1, node.to), body };

@@ -43,8 +43,8 @@ export class Fuse {
 
   /** Switches tools back on; returns those that were off. */
   async reset(tools: readonly string[]): Promise<string[]> {
-    const blown = await this.allBlown();
     if (tools.length === 0) return [];
+    const blown = await this.allBlown();
     await this.store.hdel(this.blownKey, ...tools);
     await this.store.del(...tools.map(this.countKey));
     return tools.filter((t) => blown.has(t));

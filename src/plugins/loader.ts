@@ -77,8 +77,8 @@ export async function loadPlugins(options: LoadPluginsOptions): Promise<LoadedPl
   return { plugins, failures };
 }
 
-/** Settings of a built-in plugin, resolved as for loaded ones. */
-export function resolveSettings(manifest: PluginManifest, env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+/** Operator settings the manifest declares: from the environment, else their defaults. */
+function resolveSettings(manifest: PluginManifest, env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const settings: Record<string, string> = {};
   for (const [key, setting] of Object.entries(manifest.settings)) {
     const value = env[key]?.trim() || setting.default;

@@ -1,4 +1,5 @@
 import type { Fuse } from '../../plugins/fuse.ts';
+import { PluginManifestSchema } from '../../plugins/manifest.ts';
 import type { LoadedPlugin, PluginRegistry } from '../../plugins/registry.ts';
 import { definePlugin } from '../../plugins/sdk.ts';
 import type { Confirmations } from '../confirmations.ts';
@@ -22,16 +23,12 @@ export interface SystemServices {
 /** The built-in plugin: /help, /clear, /plugins, /plugin reset, /env, /confirm, /cancel. */
 export function systemPlugin(services: SystemServices): LoadedPlugin {
   return {
-    manifest: {
+    manifest: PluginManifestSchema.parse({
       name: 'system',
       version: '1.0.0',
       description: 'Built-in commands: help, history, plugins, private env, confirmations',
-      platforms: [],
-      env: [],
-      settings: {},
-      packages: [],
       main: '(built in)',
-    },
+    }),
     dir: null,
     settings: {},
     definition: definePlugin({

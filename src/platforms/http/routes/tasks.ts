@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { emitted, newMessageEnvelope, type Envelope } from '../../../core/envelope.ts';
+import { audience, emitted, newMessageEnvelope, type Envelope } from '../../../core/envelope.ts';
 import { parseCommand } from '../../../core/command.ts';
 import type { ApiClient } from '../auth.ts';
 import { ApiError } from '../errors.ts';
@@ -146,6 +146,5 @@ export function registerTaskRoutes(app: FastifyInstance, services: ApiServices):
 /** Agent mode: the root message goes to the agent. Deliver mode: the text goes to each address as it is. */
 function envelopesFor(root: Envelope, body: CreateTaskBody): Envelope[] {
   if (body.mode === 'agent') return [root];
-  const destinations = [...new Set([...root.to, root.from])];
-  return destinations.map((to, i) => emitted(root, i, to, { kind: 'reply', text: body.text, format: 'markdown', status: 'done' }));
+  return audience(root).map((to, i) => emitted(root, i, to, { kind: 'reply', text: body.text, format: 'markdown', status: 'done' }));
 }
