@@ -124,6 +124,7 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
             { id: 'bad', name: 'add', arguments: { a: 'one' } },
             { id: 'slow', name: 'slow', arguments: {} },
             { id: 'nope', name: 'no_such_tool', arguments: {} },
+            { id: 'picky', name: 'picky', arguments: {} },
           ],
         },
         { text: 'sorry' },
@@ -132,10 +133,12 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
     const view = await sb.run('alice', { text: 'try things' });
     expect(view.replies.map((r) => r.text)).toEqual(['sorry']);
     const results = toolResults(llm.requests[1] as RecordedRequest);
-    expect(results.map((r) => r.toolCallId)).toEqual(['bad', 'slow', 'nope']);
+    expect(results.map((r) => r.toolCallId)).toEqual(['bad', 'slow', 'nope', 'picky']);
     expect(results[0]?.content).toMatch(/invalid arguments for add/);
     expect(results[1]?.content).toMatch(/did not finish within 200 ms/);
     expect(results[2]?.content).toMatch(/no tool named no_such_tool/);
+    // A plugin's own rule that throws is that tool's error, not a stuck chain.
+    expect(results[3]?.content).toMatch(/the tool picky failed: confirm rule broke/);
   });
 
   it('fuses a tool off after PLUGIN_FAILURE_LIMIT failures in a row; an admin resets it', async () => {
@@ -158,7 +161,13 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
     expect(await runs('boom')).toBe(2);
 
     const plugins = await sb.run('alice', { text: '/plugins' });
-    expect(plugins.replies[0]?.text).toMatch(/boom: switched off/);
+    expect(plugins.replies[0]?.text).toMatch(/boom: switched off\n/);
+    // Why it blew (another user's error) and admin-only tools are for admins' eyes.
+    expect(plugins.replies[0]?.text).not.toContain('kaboom');
+    expect(plugins.replies[0]?.text).not.toContain('admin_tool');
+    const adminView = await sb.run('ops', { text: '/plugins' });
+    expect(adminView.replies[0]?.text).toMatch(/boom: switched off \(2 failures in a row; the last: kaboom\)/);
+    expect(adminView.replies[0]?.text).toContain('admin_tool');
     expect(plugins.replies[0]?.text).toMatch(/broken: failed to load — this plugin is broken on purpose/);
     const refused = await sb.run('alice', { text: '/plugin reset testkit' });
     expect(refused.replies[0]?.text).toMatch(/don't know the command \/plugin/);
@@ -310,10 +319,22 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
     const result = toolResults(llm.requests[1] as RecordedRequest)[0]?.content ?? '';
     expect(JSON.parse(result)).toEqual({ token: '***', length: SECRET.length });
 
+    const failed = await sb.run('alice', { text: '/vault_fail' });
+    expect(failed.status).toBe('failed');
+    expect(failed.error).toBe('the vault refused ***');
+
     const chainView = await (await chain('alice', used.chainId)).text();
     const setView = await (await chain('alice', set.chainId)).text();
     const taskView = await (await sb.request('alice', 'GET', `/v1/tasks/${set.taskId}`)).text();
-    for (const text of [JSON.stringify(llm.requests), sb.logs.join(''), chainView, setView, taskView, JSON.stringify(used)]) {
+    for (const text of [
+      JSON.stringify(llm.requests),
+      sb.logs.join(''),
+      chainView,
+      setView,
+      taskView,
+      JSON.stringify(used),
+      JSON.stringify(failed),
+    ]) {
       expect(text).not.toContain(SECRET);
     }
     expect(JSON.stringify(await sb.app.store.hgetall('env:http:alice'))).not.toContain(SECRET);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { ScheduledMessages } from '../../src/agent/scheduled-messages.ts';
 import { Timers } from '../../src/agent/timers.ts';
+import type { EnvelopeBus } from '../../src/bus/envelope-bus.ts';
 import { newMessageEnvelope, withoutSecrets } from '../../src/core/envelope.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { MemoryStore } from '../../src/store/memory-store.ts';
@@ -43,6 +45,23 @@ describe('durable timers', () => {
     expect(failures).toBe(5);
     expect(fired).toEqual(['g1']);
     expect(await store.zrange('timers:due', 10)).toEqual([]);
+    await store.close();
+  });
+});
+
+describe('scheduled messages', () => {
+  it('a redelivered node schedules the same timers, not new ones', async () => {
+    const store = await MemoryStore.open({ logger: createLogger('silent') });
+    const timers = new Timers({ store, logger: createLogger('silent'), pollMs: 1_000, leaseMs: 1_000 });
+    const scheduled = new ScheduledMessages(timers, { publish: async () => undefined } as unknown as EnvelopeBus);
+    const node = newMessageEnvelope({ from: 'telegram:1', user: { id: 'telegram:1' }, text: 'remind me twice' });
+    const at = new Date(Date.now() + 60_000);
+    const first = scheduled.for(node, `${node.id}/call-1`);
+    const ids = [await first.message(at, 'a'), await first.message(at, 'b')];
+    const again = scheduled.for(node, `${node.id}/call-1`);
+    expect([await again.message(at, 'a'), await again.message(at, 'b')]).toEqual(ids);
+    expect(new Set(ids).size).toBe(2);
+    expect(await store.zrange('timers:due', 10)).toHaveLength(2);
     await store.close();
   });
 });
