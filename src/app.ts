@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { adapterMode, openAdapters } from './adapters.ts';
-import { makeLlm, makeWorker, openAgentServices } from './agent/agent-services.ts';
-import type { LlmClient } from './agent/llm.ts';
+import { makeWorker, openAgentServices } from './agent/agent-services.ts';
+import type { QuotaClock } from './agent/quotas.ts';
 import type { Bus } from './bus/bus.ts';
 import { DeadLetters } from './bus/dead-letters.ts';
 import { EnvelopeBus } from './bus/envelope-bus.ts';
@@ -26,8 +26,8 @@ export interface AppOptions {
   readonly config: Config;
   readonly roles: readonly RoleName[];
   readonly logger: Logger;
-  /** Replaces the LLM chosen from the config (benchmarks). */
-  readonly llm?: LlmClient;
+  /** The clock of the daily quotas (tests move it across midnight). */
+  readonly clock?: QuotaClock;
   /** First wait between callback attempts (tests shorten it). */
   readonly callbackMinDelayMs?: number;
 }
@@ -85,13 +85,12 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(sender);
     }
     const agent =
-      roles.includes('worker') || roles.includes('api') ? await openAgentServices({ config, store, bus: envelopes, logger }) : undefined;
+      roles.includes('worker') || roles.includes('api') ? await openAgentServices({ config, store, bus: envelopes, logger, ...(options.clock ? { clock: options.clock } : {}) }) : undefined;
     if (agent && roles.includes('worker')) {
       const worker = makeWorker(agent, {
         config,
         store,
         bus: envelopes,
-        llm: options.llm ?? makeLlm(config),
         logger: logger.child({ role: 'worker' }),
         metrics,
       });

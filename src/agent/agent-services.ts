@@ -11,10 +11,12 @@ import { ChainLog } from './chain-log.ts';
 import { CommandNode } from './command-node.ts';
 import { Confirmations } from './confirmations.ts';
 import { ConversationHistory } from './history.ts';
-import type { LlmClient } from './llm.ts';
+import { LlmGateway } from './llm-gateway.ts';
 import { LlmNode } from './llm-node.ts';
-import { OpenAiLlm } from './openai-llm.ts';
-import { PromptToolsLlm } from './prompt-tools-llm.ts';
+import { LlmRouter } from './llm-router.ts';
+import { Logins } from './logins.ts';
+import { loadModelCatalog } from './models.ts';
+import { Quotas, type QuotaClock } from './quotas.ts';
 import { ScheduledMessages } from './scheduled-messages.ts';
 import { systemPlugin } from './system/system-plugin.ts';
 import { Timers } from './timers.ts';
@@ -36,6 +38,8 @@ export interface AgentServices {
   readonly runner: ToolRunner;
   readonly fuse: Fuse;
   readonly history: ConversationHistory;
+  readonly router: LlmRouter;
+  readonly quotas: Quotas;
 }
 
 export interface AgentServicesOptions {
@@ -43,10 +47,12 @@ export interface AgentServicesOptions {
   readonly store: Store;
   readonly bus: EnvelopeBus;
   readonly logger: Logger;
+  /** The quotas' clock (tests move it across midnight). */
+  readonly clock?: QuotaClock;
 }
 
 /** Loads the plugins and builds the services around them. */
-export async function openAgentServices({ config, store, bus, logger }: AgentServicesOptions): Promise<AgentServices> {
+export async function openAgentServices({ config, store, bus, logger, clock }: AgentServicesOptions): Promise<AgentServices> {
   const { plugins: settings } = config;
   const loaded = await loadPlugins({
     dirs: [BUNDLED_PLUGINS_DIR, ...settings.dirs],
@@ -59,7 +65,21 @@ export async function openAgentServices({ config, store, bus, logger }: AgentSer
   const scheduled = new ScheduledMessages(timers, bus);
   const fuse = new Fuse(store, settings.failureLimit);
   const history = new ConversationHistory(store, config.limits.historyMaxTurns);
-  const userEnv = config.secretKey ? new UserEnv(store, new SecretBox(config.secretKey)) : undefined;
+  const box = config.secretKey ? new SecretBox(config.secretKey) : undefined;
+  const userEnv = box ? new UserEnv(store, box) : undefined;
+  const router = new LlmRouter({
+    catalog: await loadModelCatalog(config),
+    logins: new Logins(store, box),
+    store,
+    publicLimits: {
+      ...(config.quotas.publicRequestsPerDay !== undefined ? { requestsPerDay: config.quotas.publicRequestsPerDay } : {}),
+      ...(config.quotas.publicTokensPerDay !== undefined ? { tokensPerDay: config.quotas.publicTokensPerDay } : {}),
+    },
+    timeoutMs: config.llm.timeoutMs,
+    maxRetries: config.llm.maxRetries,
+    ownDefaultModel: config.llm.model,
+  });
+  const quotas = new Quotas(store, { timeZone: config.quotas.timeZone, ...(clock ? { now: clock } : {}) });
   let registry: PluginRegistry | undefined;
   const lazyRegistry = (): PluginRegistry => {
     if (!registry) throw new Error('the plugin registry is not built yet');
@@ -67,7 +87,7 @@ export async function openAgentServices({ config, store, bus, logger }: AgentSer
   };
   // The registry validates edited arguments for confirmations; confirmations serve a built-in command.
   const confirmations = new Confirmations(store, bus, { tool: (name) => lazyRegistry().tool(name) }, timers, settings.confirmTtlMs);
-  const system = systemPlugin({ registry: lazyRegistry, history, fuse, userEnv, confirmations });
+  const system = systemPlugin({ registry: lazyRegistry, history, fuse, userEnv, confirmations, router, quotas });
   registry = new PluginRegistry([system, ...loaded.plugins], loaded.failures);
   const runner = new ToolRunner({
     store,
@@ -81,27 +101,26 @@ export async function openAgentServices({ config, store, bus, logger }: AgentSer
     recordTtlMs: MEMO_TTL_MS,
     logger: logger.child({ component: 'tools' }),
   });
-  return { registry, confirmations, chains: new ChainLog(store, config.limits.taskTtlMs), timers, runner, fuse, history };
+  return { registry, confirmations, chains: new ChainLog(store, config.limits.taskTtlMs), timers, runner, fuse, history, router, quotas };
 }
 
 export interface WorkerOptions {
   readonly config: Config;
   readonly store: Store;
   readonly bus: EnvelopeBus;
-  readonly llm: LlmClient | undefined;
   readonly logger: Logger;
   readonly metrics?: Metrics;
 }
 
 /** The worker role: command and LLM nodes over the agent's services. */
-export function makeWorker(services: AgentServices, { config, store, bus, llm, logger, metrics }: WorkerOptions): AgentWorker {
-  const { registry, runner, chains, confirmations, fuse, history } = services;
+export function makeWorker(services: AgentServices, { config, store, bus, logger, metrics }: WorkerOptions): AgentWorker {
+  const { registry, runner, chains, confirmations, fuse, history, router, quotas } = services;
   const { plugins } = config;
   const commands = new CommandNode({ bus, store, registry, runner, chains, adminUsers: config.adminUsers, memoTtlMs: MEMO_TTL_MS });
   const llmNode = new LlmNode({
     bus,
     store,
-    llm,
+    llm: new LlmGateway({ router, quotas, store, memoTtlMs: MEMO_TTL_MS, ...(metrics ? { metrics } : {}) }),
     registry,
     runner,
     fuse,
@@ -112,7 +131,6 @@ export function makeWorker(services: AgentServices, { config, store, bus, llm, l
     adminUsers: config.adminUsers,
     limits: { chainMaxDepth: plugins.chainMaxDepth, toolCallsPerNode: plugins.toolCallsPerNode, toolConcurrency: plugins.toolConcurrency },
     memoTtlMs: MEMO_TTL_MS,
-    ...(metrics ? { metrics } : {}),
   });
   return new AgentWorker({
     bus,
@@ -123,12 +141,4 @@ export function makeWorker(services: AgentServices, { config, store, bus, llm, l
     logger,
     ...(metrics ? { metrics } : {}),
   });
-}
-
-/** The LLM the config describes, if any. */
-export function makeLlm(config: Config): LlmClient | undefined {
-  const { apiKey, baseURL, model, timeoutMs, maxRetries, tools } = config.llm;
-  if (!apiKey) return undefined;
-  const llm = new OpenAiLlm({ apiKey, baseURL, model, timeoutMs, maxRetries });
-  return tools === 'prompt' ? new PromptToolsLlm(llm) : llm;
 }

@@ -2,7 +2,6 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nextNode, type EnvelopeOf, type ReplyBody, type StepBody, type TranscriptItem } from '../core/envelope.ts';
 import type { Logger } from '../core/logger.ts';
-import type { Metrics } from '../core/metrics.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Store } from '../store/store.ts';
 import type { Fuse } from '../plugins/fuse.ts';
@@ -10,15 +9,17 @@ import type { PluginRegistry } from '../plugins/registry.ts';
 import { maskSecrets, type ChainLog, type ChainNode, type ToolCallView } from './chain-log.ts';
 import { Confirmations } from './confirmations.ts';
 import type { ConversationHistory } from './history.ts';
-import { LlmError, type ChatMessage, type Completion, type LlmClient, type ToolCall } from './llm.ts';
+import { fitHistory } from './context-window.ts';
+import { LlmError, type ChatMessage, type Completion, type ToolCall } from './llm.ts';
+import type { LlmGateway } from './llm-gateway.ts';
 import { Outbox } from './outbox.ts';
 import { callerOf, type ToolOutcome, type ToolRunner } from './tool-runner.ts';
 
 export interface LlmNodeOptions {
   readonly bus: EnvelopeBus;
   readonly store: Store;
-  /** Undefined when no LLM is configured: commands still work, chat gets a clear answer. */
-  readonly llm: LlmClient | undefined;
+  /** Routes, meters and makes the LLM calls. */
+  readonly llm: LlmGateway;
   readonly registry: PluginRegistry;
   readonly runner: ToolRunner;
   readonly fuse: Fuse;
@@ -34,7 +35,6 @@ export interface LlmNodeOptions {
   };
   /** How long a node's LLM answer is remembered, so a redelivered node does not ask again. */
   readonly memoTtlMs: number;
-  readonly metrics?: Metrics;
 }
 
 const CompletionMemoSchema = z.object({
@@ -69,7 +69,6 @@ export class LlmNode {
     const text = node.body.text;
     let transcript: TranscriptItem[] = node.body.kind === 'step' ? node.body.transcript : [];
     try {
-      if (!this.options.llm) throw new LlmError('not_configured', 'no LLM is configured (OPENAI_API_KEY is not set)');
       await out.emit({ kind: 'status', status: 'running' });
       await this.options.chains.put(node.chainId, view);
 
@@ -175,14 +174,15 @@ export class LlmNode {
       .filter((t) => !blown.has(t.tool.name))
       .map((t) => t.spec);
     const past = await history.load(caller.conversation);
-    const messages: ChatMessage[] = [
-      // The model knows no clock: tools that take times (reminders) need it.
-      { role: 'system', content: `${systemPrompt}\nThe current time is ${new Date().toISOString()} (UTC).` },
-      ...past.map((entry) => ({ role: entry.role, content: entry.content })),
-      { role: 'user', content: text },
-      ...transcript.map(toChatMessage),
+    // The model knows no clock: tools that take times (reminders) need it.
+    const system: ChatMessage = { role: 'system', content: `${systemPrompt}\nThe current time is ${new Date().toISOString()} (UTC).` };
+    const current: ChatMessage[] = [{ role: 'user', content: text }, ...transcript.map(toChatMessage)];
+    const messages = (contextSize: number | undefined): ChatMessage[] => [
+      system,
+      ...fitHistory(past, [system, ...current], tools, contextSize).map((entry) => ({ role: entry.role, content: entry.content })),
+      ...current,
     ];
-    const completion = await this.timed(() => (llm as LlmClient).complete(messages, { tools }));
+    const completion = await llm.complete({ nodeId: node.id, caller, messages, tools }, log);
     log.info({ model: completion.model, usage: completion.usage, toolCalls: completion.toolCalls.length }, 'llm answered');
     await store.set(memoKey, JSON.stringify(completion), { ttlMs: memoTtlMs });
     return completion;
@@ -274,22 +274,6 @@ export class LlmNode {
     view.finishedAt = new Date().toISOString();
     if (reply.error) view.error = reply.error;
     await this.options.chains.put(node.chainId, view);
-  }
-
-  /** Runs one LLM call, recording its latency and tokens. */
-  private async timed(call: () => Promise<Completion>): Promise<Completion> {
-    const metrics = this.options.metrics;
-    const stop = metrics?.llmLatency.startTimer();
-    try {
-      const completion = await call();
-      stop?.({ model: completion.model, outcome: 'ok' });
-      metrics?.llmTokens.inc({ model: completion.model, kind: 'prompt' }, completion.usage?.promptTokens ?? 0);
-      metrics?.llmTokens.inc({ model: completion.model, kind: 'completion' }, completion.usage?.completionTokens ?? 0);
-      return completion;
-    } catch (err) {
-      stop?.({ model: 'unknown', outcome: err instanceof LlmError ? err.failure : 'error' });
-      throw err;
-    }
   }
 }
 

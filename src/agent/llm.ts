@@ -40,7 +40,7 @@ export interface LlmClient {
   complete(messages: readonly ChatMessage[], options?: CompleteOptions): Promise<Completion>;
 }
 
-export type LlmFailure = 'unauthorized' | 'timeout' | 'rate_limited' | 'unavailable' | 'bad_request' | 'not_configured';
+export type LlmFailure = 'unauthorized' | 'timeout' | 'rate_limited' | 'unavailable' | 'bad_request' | 'not_configured' | 'quota_exceeded';
 
 const USER_MESSAGES: Record<LlmFailure, string> = {
   unauthorized: 'The language model provider refused our credentials. An operator has to fix the API key.',
@@ -49,17 +49,21 @@ const USER_MESSAGES: Record<LlmFailure, string> = {
   unavailable: 'The language model is unavailable right now. Please try again later.',
   bad_request: 'The language model could not handle this request.',
   not_configured: 'No LLM is configured on this server, so I can only run commands. Send /help to see them.',
+  quota_exceeded: 'You have used up your allowance of the language model for today.',
 };
 
 /** An LLM call failed after the SDK's own retries; carries what to tell the person. */
 export class LlmError extends SwitchboardError {
   readonly failure: LlmFailure;
-  constructor(failure: LlmFailure, detail: string, options?: { cause?: unknown }) {
+  readonly #userMessage: string | undefined;
+  /** `options.userMessage` replaces the standard text for the failure (e.g. "your own key was refused"). */
+  constructor(failure: LlmFailure, detail: string, options?: { cause?: unknown; userMessage?: string }) {
     super(`LLM_${failure.toUpperCase()}`, detail, options);
     this.failure = failure;
+    this.#userMessage = options?.userMessage;
   }
 
   get userMessage(): string {
-    return USER_MESSAGES[this.failure];
+    return this.#userMessage ?? USER_MESSAGES[this.failure];
   }
 }

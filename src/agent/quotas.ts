@@ -80,8 +80,9 @@ type Kind = 'requests' | 'tokens';
 type Side = 'user' | 'total';
 
 export class Quotas {
-  private readonly timeZone: string;
-  private readonly now: QuotaClock;
+  /** The IANA zone whose midnight starts a new day. */
+  readonly timeZone: string;
+  private readonly clock: QuotaClock;
 
   constructor(
     private readonly store: Store,
@@ -89,12 +90,17 @@ export class Quotas {
   ) {
     formatter(options.timeZone); // throws for an unknown zone, now rather than at the first check
     this.timeZone = options.timeZone;
-    this.now = options.now ?? (() => new Date());
+    this.clock = options.now ?? (() => new Date());
+  }
+
+  /** The quotas' clock. */
+  now(): Date {
+    return this.clock();
   }
 
   /** Today in the quotas' time zone. */
   window(): DayWindow {
-    return dayWindow(this.now(), this.timeZone);
+    return dayWindow(this.clock(), this.timeZone);
   }
 
   /**

@@ -7,6 +7,17 @@ const optionalString = z
   .optional()
   .transform((value) => (value === undefined || value.trim() === '' ? undefined : value.trim()));
 const optionalUrl = optionalString.pipe(z.url().optional());
+/** A whole number ≥ 0, or empty for none. */
+const optionalCount = optionalString.pipe(z.coerce.number<string | undefined>().int().min(0).optional());
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** `name:secret,name:secret`: the name is the client's user id, its address is `http:<name>`. */
 const apiKeys = z
@@ -89,6 +100,10 @@ export const ConfigSchema = z.object({
   CHAIN_MAX_DEPTH: int(1, 64).default(8),
   CONFIRM_TTL: int(1, 7 * 86_400).default(600),
   SECRET_KEY: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  MODELS_FILE: optionalString,
+  QUOTA_PUBLIC_REQUESTS_PER_DAY: optionalCount,
+  QUOTA_PUBLIC_TOKENS_PER_DAY: optionalCount,
+  QUOTA_TZ: z.string().default('UTC').refine(isTimeZone, 'an IANA time zone name such as UTC, Europe/Berlin or Asia/Tokyo'),
 });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
@@ -107,6 +122,15 @@ export interface Config {
     readonly maxRetries: number;
     /** `prompt`: the model has no tool calling; tools are described in its prompt. */
     readonly tools: 'native' | 'prompt';
+    /** Models, backends and quota pools (JSON or YAML); without it OPENAI_* define one model. */
+    readonly modelsFile: string | undefined;
+  };
+  readonly quotas: {
+    /** Daily limits per user on the public provider (the server's key); undefined = none. */
+    readonly publicRequestsPerDay: number | undefined;
+    readonly publicTokensPerDay: number | undefined;
+    /** The time zone whose midnight starts a new quota day. */
+    readonly timeZone: string;
   };
   readonly plugins: {
     /** Extra folders of plugins, after the bundled plugins/ folder. */
@@ -169,6 +193,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       timeoutMs: c.LLM_TIMEOUT_MS,
       maxRetries: c.LLM_MAX_RETRIES,
       tools: c.OPENAI_TOOLS,
+      modelsFile: c.MODELS_FILE,
+    },
+    quotas: {
+      publicRequestsPerDay: c.QUOTA_PUBLIC_REQUESTS_PER_DAY,
+      publicTokensPerDay: c.QUOTA_PUBLIC_TOKENS_PER_DAY,
+      timeZone: c.QUOTA_TZ,
     },
     plugins: {
       dirs: c.PLUGINS_DIRS,

@@ -204,8 +204,8 @@ function child(node: Envelope, id: string, depth: number, to: readonly string[])
   };
 }
 
-/** Commands whose arguments are secrets (`/env KEY=VALUE`): never kept where people can read them. */
-const SECRET_COMMANDS: ReadonlySet<string> = new Set(['env']);
+/** Commands whose arguments are secrets (`/env KEY=VALUE`, `/login <url> <key>`): never kept where people can read them. */
+const SECRET_COMMANDS: ReadonlySet<string> = new Set(['env', 'login']);
 
 /**
  * The raw bytes of a message as they may be kept for people to read (dead letters): a secret

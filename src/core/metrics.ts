@@ -51,6 +51,12 @@ export class Metrics {
     labelNames: ['model', 'kind'] as const,
     registers: [this.registry],
   });
+  readonly quotaRefusals = new Counter({
+    name: 'switchboard_llm_quota_refusals_total',
+    help: 'LLM calls refused because a daily quota was used up, by scope (public, pool:<name>) and limit',
+    labelNames: ['scope', 'limit'] as const,
+    registers: [this.registry],
+  });
   readonly chainsInFlight = new Gauge({
     name: 'switchboard_chains_in_flight',
     help: 'Chain nodes this worker is processing now',
