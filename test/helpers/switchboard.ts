@@ -56,6 +56,8 @@ export interface HarnessOptions {
   readonly namespace?: string;
   /** Roles of this process (default: all). */
   readonly roles?: readonly RoleName[];
+  /** The clock of the daily quotas. */
+  readonly clock?: () => Date;
 }
 
 /** The environment that points a process at RabbitMQ and Redis under a namespace of its own. */
@@ -100,6 +102,7 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
     roles: options.roles ?? [...ROLE_NAMES],
     logger: createLogger(config.logLevel, sink),
     callbackMinDelayMs: 20,
+    ...(options.clock ? { clock: options.clock } : {}),
   });
   const url = app.url ?? '';
 

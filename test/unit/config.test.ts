@@ -30,6 +30,9 @@ describe('configuration', () => {
     ['OPENAI_BASE_URL', 'not a url'],
     ['LOG_LEVEL', 'loud'],
     ['AMQP_URL', '::'],
+    ['QUOTA_TZ', 'Mars/Olympus_Mons'],
+    ['QUOTA_PUBLIC_REQUESTS_PER_DAY', '-1'],
+    ['QUOTA_PUBLIC_TOKENS_PER_DAY', 'lots'],
   ])('stops with a message naming %s when it is %j', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}:`));
