@@ -85,7 +85,9 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(sender);
     }
     const agent =
-      roles.includes('worker') || roles.includes('api') ? await openAgentServices({ config, store, bus: envelopes, logger, ...(options.clock ? { clock: options.clock } : {}) }) : undefined;
+      roles.includes('worker') || roles.includes('api')
+        ? await openAgentServices({ config, store, bus: envelopes, logger, ...(options.clock ? { clock: options.clock } : {}) })
+        : undefined;
     if (agent && roles.includes('worker')) {
       const worker = makeWorker(agent, {
         config,
