@@ -10,7 +10,8 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
+import { type QuotaCounter, type QuotaTakeResult, type Route, type RouteAddResult, type SetOptions, type Store } from './store.ts';
+import { keysOfRoute } from './route-keys.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
 import {
   addCounter,
@@ -182,6 +183,60 @@ export class MemoryStore implements Store {
     }
     if (written) this.changed();
     return { ok: true };
+  }
+
+  async routeAdd(route: Route, maxPerTarget: number): Promise<RouteAddResult> {
+    this.assertOpen();
+    checkLimit(maxPerTarget);
+    // Synchronous throughout, like route-add-4.lua.
+    const [bySource, byTarget, recordKey, sourcesKey] = keysOfRoute(route);
+    const record = this.read(recordKey, 'hash')?.value;
+    if (record !== undefined) {
+      if (record.get('source') !== route.source || record.get('target') !== route.target) {
+        throw new Error(`ERR route id ${route.id} belongs to another source or target`);
+      }
+      record.set('value', route.value);
+      this.changed();
+      return 'updated';
+    }
+    const targets = this.read(bySource, 'hash');
+    const sources = this.read(byTarget, 'hash');
+    const routed = this.read(sourcesKey, 'set');
+    if ((sources?.value.size ?? 0) >= maxPerTarget) return 'full';
+    (targets?.value ?? this.create(bySource, { type: 'hash', value: new Map<string, string>() }).value).set(route.id, route.target);
+    (sources?.value ?? this.create(byTarget, { type: 'hash', value: new Map<string, string>() }).value).set(route.id, route.source);
+    this.create(recordKey, {
+      type: 'hash',
+      value: new Map([
+        ['source', route.source],
+        ['target', route.target],
+        ['value', route.value],
+      ]),
+    });
+    (routed?.value ?? this.create(sourcesKey, { type: 'set', value: new Set<string>() }).value).add(route.source);
+    this.changed();
+    return 'added';
+  }
+
+  async routeRemove(route: Omit<Route, 'value'>): Promise<boolean> {
+    this.assertOpen();
+    const [bySource, byTarget, recordKey, sourcesKey] = keysOfRoute(route);
+    const record = this.read(recordKey, 'hash')?.value;
+    if (record === undefined || record.get('source') !== route.source || record.get('target') !== route.target) return false;
+    const targets = this.read(bySource, 'hash');
+    const sources = this.read(byTarget, 'hash');
+    const routed = this.read(sourcesKey, 'set');
+    targets?.value.delete(route.id);
+    sources?.value.delete(route.id);
+    this.data.delete(recordKey);
+    if (sources?.value.size === 0) this.data.delete(byTarget);
+    if (targets === undefined || targets.value.size === 0) {
+      this.data.delete(bySource);
+      routed?.value.delete(route.source);
+      if (routed?.value.size === 0) this.data.delete(sourcesKey);
+    }
+    this.changed();
+    return true;
   }
 
   async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {

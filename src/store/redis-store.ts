@@ -18,7 +18,16 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import { checkInteger, checkLimit, checkQuotaCounters, checkScore, checkTtl } from './store-rules.ts';
-import { MAX_QUOTA_COUNTERS, type QuotaCounter, type QuotaTakeResult, type SetOptions, type Store } from './store.ts';
+import {
+  MAX_QUOTA_COUNTERS,
+  type QuotaCounter,
+  type QuotaTakeResult,
+  type Route,
+  type RouteAddResult,
+  type SetOptions,
+  type Store,
+} from './store.ts';
+import { keysOfRoute } from './route-keys.ts';
 import { withTimeout } from '../core/timing.ts';
 import { describeUrl, isAbort, loadScripts, quit, readPackageVersion, scrub } from './redis-support.ts';
 
@@ -145,6 +154,19 @@ export class RedisStore implements Store {
     const counter = index === undefined ? undefined : counters[index - 1];
     if (counter === undefined || used === undefined) throw new Error('quota-take.lua gave an unexpected reply');
     return { ok: false, key: counter.key, used, limit: counter.limit };
+  }
+
+  async routeAdd(route: Route, maxPerTarget: number): Promise<RouteAddResult> {
+    checkLimit(maxPerTarget);
+    const reply = await this.run(() =>
+      this.script('route-add')(...keysOfRoute(route), route.id, route.source, route.target, route.value, maxPerTarget),
+    );
+    if (reply !== 'added' && reply !== 'updated' && reply !== 'full') throw new Error('route-add.lua gave an unexpected reply');
+    return reply;
+  }
+
+  async routeRemove(route: Omit<Route, 'value'>): Promise<boolean> {
+    return (await this.run(() => this.script('route-remove')(...keysOfRoute(route), route.id, route.source, route.target))) === 1;
   }
 
   async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {

@@ -29,6 +29,21 @@ export type QuotaTakeResult =
   /** The first counter without room, its current value and its limit; nothing was written. */
   | { readonly ok: false; readonly key: string; readonly used: number; readonly limit: number };
 
+/**
+ * A route from a source (a feed URL) to a target (an address): subscriptions. Kept in both
+ * directions (see route-keys.ts) by routeAdd and routeRemove, which change both at once.
+ */
+export interface Route {
+  readonly id: string;
+  readonly source: string;
+  readonly target: string;
+  /** What the route carries (JSON kept by the caller). */
+  readonly value: string;
+}
+
+/** `added`; `updated` (the id existed: only its value changed); `full` (the target has its maximum; nothing written). */
+export type RouteAddResult = 'added' | 'updated' | 'full';
+
 /** The most counters one `quotaTake` call may take from (the Redis script has a fixed number of keys). */
 export const MAX_QUOTA_COUNTERS = 4;
 
@@ -53,6 +68,19 @@ export interface Store {
    * room. Atomic: N concurrent calls with cost 1 against a remaining allowance of K let exactly K through.
    */
   quotaTake(counters: readonly QuotaCounter[], ttlMs: number): Promise<QuotaTakeResult>;
+
+  /**
+   * Adds a route in both directions and lists its source among the routed ones, or, when a route
+   * with this id exists, replaces its value only (its source and target must be the same, else it
+   * throws). A new route is refused (`full`, nothing written) when its target already has
+   * `maxPerTarget` routes. Atomic: concurrent adds to one target never pass the maximum.
+   */
+  routeAdd(route: Route, maxPerTarget: number): Promise<RouteAddResult>;
+  /**
+   * Removes a route from both directions, and its source from the routed ones when that was its last
+   * route. False (nothing written) when no route has this id, source and target. Atomic.
+   */
+  routeRemove(route: Omit<Route, 'value'>): Promise<boolean>;
 
   hset(key: string, fields: Readonly<Record<string, string>>): Promise<void>;
   /** Sets one field only if it is absent; true when it was written. */

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger, type Logger } from '../../src/core/logger.ts';
 import { MemoryStore } from '../../src/store/memory-store.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
+import { Routes } from '../../src/store/routes.ts';
 import type { Store } from '../../src/store/store.ts';
 import { redisUrl, uniqueName } from '../helpers/services.ts';
 
@@ -231,6 +232,41 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.get('q:user')).toBe('10');
     expect(await store.get('q:total')).toBe('10');
     expect(await store.get('q:tokens')).toBeNull();
+  });
+
+  it('routes: added in both directions, updated by id, removed with the last route of a source', async () => {
+    const routes = new Routes(store);
+    const a = { id: 'a', source: 'feed:1', target: 'chat:x', value: '{"n":1}' };
+    expect(await routes.add(a, 5)).toBe('added');
+    expect(await routes.add({ id: 'b', source: 'feed:1', target: 'chat:y', value: '{}' }, 5)).toBe('added');
+    expect(await routes.add({ id: 'c', source: 'feed:2', target: 'chat:x', value: '{}' }, 5)).toBe('added');
+    expect(await routes.add({ ...a, value: '{"n":2}' }, 5)).toBe('updated');
+    await expect(routes.add({ ...a, target: 'chat:z' }, 5)).rejects.toThrow(/route id a belongs to another source or target/);
+    expect(await routes.get('a')).toEqual({ ...a, value: '{"n":2}' });
+    expect((await routes.from('feed:1')).map((r) => r.id)).toEqual(['a', 'b']);
+    expect((await routes.to('chat:x')).map((r) => r.id)).toEqual(['a', 'c']);
+    expect(await routes.sources()).toEqual(['feed:1', 'feed:2']);
+
+    expect(await routes.remove({ id: 'a', source: 'feed:1', target: 'chat:y' })).toBe(false); // not its target
+    expect(await routes.remove({ id: 'c', source: 'feed:2', target: 'chat:x' })).toBe(true);
+    expect(await routes.remove({ id: 'c', source: 'feed:2', target: 'chat:x' })).toBe(false);
+    expect(await routes.sources()).toEqual(['feed:1']);
+    expect(await routes.get('c')).toBeNull();
+    expect((await routes.to('chat:x')).map((r) => r.id)).toEqual(['a']);
+    await routes.remove({ id: 'a', source: 'feed:1', target: 'chat:x' });
+    await routes.remove({ id: 'b', source: 'feed:1', target: 'chat:y' });
+    expect(await routes.sources()).toEqual([]);
+    expect(await store.del('route:from:feed:1', 'route:to:chat:x', 'route:to:chat:y', 'route:sources')).toBe(0);
+  });
+
+  it('routes: 20 concurrent adds to one target with room for 5 add exactly 5', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.routeAdd({ id: `r${i}`, source: `feed:${i}`, target: 'chat:x', value: '{}' }, 5)),
+    );
+    expect(results.filter((r) => r === 'added')).toHaveLength(5);
+    expect(results.filter((r) => r === 'full')).toHaveLength(15);
+    expect(await new Routes(store).to('chat:x')).toHaveLength(5);
+    expect(await new Routes(store).sources()).toHaveLength(5);
   });
 
   it('quotaTake rejects bad limits, costs, TTLs and keys, and counters that are not integers, writing nothing', async () => {
