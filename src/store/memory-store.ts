@@ -185,6 +185,24 @@ export class MemoryStore implements Store {
     return { ok: true };
   }
 
+  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
+    checkTtl(ttlMs);
+    const current = this.read(key, 'string');
+    if (current !== undefined && current.value !== owner) return false;
+    this.data.set(key, { type: 'string', value: owner, expiresAt: this.now() + ttlMs });
+    this.changed();
+    return true;
+  }
+
+  async release(key: string, owner: string): Promise<boolean> {
+    this.assertOpen();
+    if (this.read(key, 'string')?.value !== owner) return false;
+    this.data.delete(key);
+    this.changed();
+    return true;
+  }
+
   async routeAdd(route: Route, maxPerTarget: number): Promise<RouteAddResult> {
     this.assertOpen();
     checkLimit(maxPerTarget);

@@ -156,6 +156,15 @@ export class RedisStore implements Store {
     return { ok: false, key: counter.key, used, limit: counter.limit };
   }
 
+  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    checkTtl(ttlMs);
+    return (await this.run(() => this.script('lease')(key, owner, ttlMs))) === 1;
+  }
+
+  async release(key: string, owner: string): Promise<boolean> {
+    return (await this.run(() => this.script('release')(key, owner))) === 1;
+  }
+
   async routeAdd(route: Route, maxPerTarget: number): Promise<RouteAddResult> {
     checkLimit(maxPerTarget);
     const reply = await this.run(() =>

@@ -82,6 +82,14 @@ export interface Store {
    */
   routeRemove(route: Omit<Route, 'value'>): Promise<boolean>;
 
+  /**
+   * Takes or renews a lease: true when `owner` holds `key` for the next `ttlMs` (it was free, had
+   * expired, or was already theirs); false while another owner holds it. Atomic.
+   */
+  lease(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Gives up a lease `owner` holds, so another can take it at once; false when it was not theirs. */
+  release(key: string, owner: string): Promise<boolean>;
+
   hset(key: string, fields: Readonly<Record<string, string>>): Promise<void>;
   /** Sets one field only if it is absent; true when it was written. */
   hsetnx(key: string, field: string, value: string): Promise<boolean>;

@@ -234,6 +234,19 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.get('q:tokens')).toBeNull();
   });
 
+  it('lease: one owner at a time, renewable by its owner, free again when released or expired', async () => {
+    expect(await store.lease('lease:poller', 'a', 60_000)).toBe(true);
+    expect(await store.lease('lease:poller', 'b', 60_000)).toBe(false);
+    expect(await store.lease('lease:poller', 'a', 60_000)).toBe(true);
+    expect(await store.release('lease:poller', 'b')).toBe(false);
+    expect(await store.release('lease:poller', 'a')).toBe(true);
+    const results = await Promise.all(['a', 'b', 'c', 'd'].map((owner) => store.lease('lease:poller', owner, 40)));
+    expect(results.filter(Boolean)).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(await store.lease('lease:poller', 'd', 60_000)).toBe(true);
+    await expect(store.lease('lease:poller', 'd', 0)).rejects.toThrow();
+  });
+
   it('routes: added in both directions, updated by id, removed with the last route of a source', async () => {
     const routes = new Routes(store);
     const a = { id: 'a', source: 'feed:1', target: 'chat:x', value: '{"n":1}' };

@@ -24,15 +24,19 @@ export class Inbox {
     if (!(await this.store.hsetnx(key, id, JSON.stringify({ id, ...message })))) return;
     await this.store.expire(key, this.ttlMs);
     if ((await this.store.hlen(key)) <= MAX_MESSAGES) return;
-    const ids = Object.keys(await this.store.hgetall(key)).sort();
+    const ids = (await this.list(address)).map((m) => m.id);
     await this.store.hdel(key, ...ids.slice(0, ids.length - MAX_MESSAGES));
   }
 
-  /** Oldest first. */
+  /** Oldest first (by time, then id: ids of feed items are not time-ordered). */
   async list(address: string): Promise<InboxMessage[]> {
     const raw = await this.store.hgetall(this.key(address));
-    return Object.keys(raw)
-      .sort()
-      .map((id) => InboxMessageSchema.parse(JSON.parse(raw[id] ?? 'null')));
+    return Object.values(raw)
+      .map((value) => InboxMessageSchema.parse(JSON.parse(value)))
+      .sort(byTime);
   }
+}
+
+function byTime(a: InboxMessage, b: InboxMessage): number {
+  return a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
