@@ -1,6 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { adapterMode, openAdapters } from './adapters.ts';
 import { makeWorker, openAgentServices } from './agent/agent-services.ts';
+import { fetchFeed } from './platforms/rss/feed-fetcher.ts';
+import { RssPoller } from './platforms/rss/poller.ts';
+import { Subscriptions, type FeedSource } from './platforms/rss/subscriptions.ts';
 import type { QuotaClock } from './agent/quotas.ts';
 import type { Bus } from './bus/bus.ts';
 import { DeadLetters } from './bus/dead-letters.ts';
@@ -63,6 +66,15 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const envelopes = new EnvelopeBus(bus, config.bus.shards);
   const tasks = new TaskStore(store, config.limits.taskTtlMs);
   const deadLetters = new DeadLetters(bus, store, logger.child({ component: 'dead-letters' }), { max: config.bus.deadLettersMax, metrics });
+  const fetch: FeedSource = (url, validators) => fetchFeed(url, validators, config.rss);
+  const subscriptions = new Subscriptions({
+    store,
+    bus: envelopes,
+    fetch,
+    maxPerChat: config.rss.maxSubscriptions,
+    initialItems: config.rss.initialItems,
+    intervalMs: config.rss.intervalMs,
+  });
   const running: Stoppable[] = [];
   let api: FastifyInstance | undefined;
   let metricsServer: { close(): Promise<void> } | undefined;
@@ -86,7 +98,14 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     }
     const agent =
       roles.includes('worker') || roles.includes('api')
-        ? await openAgentServices({ config, store, bus: envelopes, logger, ...(options.clock ? { clock: options.clock } : {}) })
+        ? await openAgentServices({
+            config,
+            store,
+            bus: envelopes,
+            logger,
+            subscriptions,
+            ...(options.clock ? { clock: options.clock } : {}),
+          })
         : undefined;
     if (agent && roles.includes('worker')) {
       const worker = makeWorker(agent, {
@@ -103,6 +122,20 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       await deadLetters.start();
       running.push(deadLetters);
     }
+    if (roles.includes('receiver:rss')) {
+      const poller = new RssPoller({
+        store,
+        bus: envelopes,
+        subscriptions,
+        fetch,
+        intervalMs: config.rss.intervalMs,
+        maxFailures: config.rss.maxFailures,
+        fetchTimeoutMs: config.rss.timeoutMs,
+        logger: logger.child({ role: 'receiver:rss' }),
+      });
+      poller.start();
+      running.push(poller);
+    }
     if (agent && roles.includes('api')) {
       const hub = new TaskEventHub(store, logger.child({ component: 'task-events' }));
       await hub.start();
@@ -114,6 +147,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         hub,
         deadLetters,
         agent,
+        subscriptions,
         metrics,
         logger,
         config: {

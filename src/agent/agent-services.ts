@@ -4,8 +4,10 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { SecretBox } from '../core/secret-box.ts';
 import { Fuse } from '../plugins/fuse.ts';
-import { BUNDLED_PLUGINS_DIR, loadPlugins } from '../plugins/loader.ts';
+import { BUNDLED_PLUGINS_DIR, loadPlugins, selected } from '../plugins/loader.ts';
 import { PluginRegistry } from '../plugins/registry.ts';
+import { rssPlugin } from '../platforms/rss/rss-plugin.ts';
+import type { Subscriptions } from '../platforms/rss/subscriptions.ts';
 import type { Store } from '../store/store.ts';
 import { ChainLog } from './chain-log.ts';
 import { CommandNode } from './command-node.ts';
@@ -49,10 +51,19 @@ export interface AgentServicesOptions {
   readonly logger: Logger;
   /** The quotas' clock (tests move it across midnight). */
   readonly clock?: QuotaClock;
+  /** Feed subscriptions, served by the built-in rss plugin. */
+  readonly subscriptions: Subscriptions;
 }
 
 /** Loads the plugins and builds the services around them. */
-export async function openAgentServices({ config, store, bus, logger, clock }: AgentServicesOptions): Promise<AgentServices> {
+export async function openAgentServices({
+  config,
+  store,
+  bus,
+  logger,
+  clock,
+  subscriptions,
+}: AgentServicesOptions): Promise<AgentServices> {
   const { plugins: settings } = config;
   const loaded = await loadPlugins({
     dirs: [BUNDLED_PLUGINS_DIR, ...settings.dirs],
@@ -88,7 +99,9 @@ export async function openAgentServices({ config, store, bus, logger, clock }: A
   // The registry validates edited arguments for confirmations; confirmations serve a built-in command.
   const confirmations = new Confirmations(store, bus, { tool: (name) => lazyRegistry().tool(name) }, timers, settings.confirmTtlMs);
   const system = systemPlugin({ registry: lazyRegistry, history, fuse, userEnv, confirmations, router, quotas });
-  registry = new PluginRegistry([system, ...loaded.plugins], loaded.failures);
+  const rss = rssPlugin(subscriptions);
+  const builtIn = [system, ...(selected(rss.manifest.name, settings) ? [rss] : [])];
+  registry = new PluginRegistry([...builtIn, ...loaded.plugins], loaded.failures);
   const runner = new ToolRunner({
     store,
     registry,

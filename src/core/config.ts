@@ -104,6 +104,16 @@ export const ConfigSchema = z.object({
   QUOTA_PUBLIC_REQUESTS_PER_DAY: optionalCount,
   QUOTA_PUBLIC_TOKENS_PER_DAY: optionalCount,
   QUOTA_TZ: z.string().default('UTC').refine(isTimeZone, 'an IANA time zone name such as UTC, Europe/Berlin or Asia/Tokyo'),
+  RSS_INTERVAL: int(1, 7 * 86_400).default(600),
+  RSS_MAX_SUBSCRIPTIONS: int(1, 10_000).default(50),
+  RSS_INITIAL_ITEMS: int(0, 20).default(1),
+  RSS_MAX_FAILURES: int(1, 1000).default(5),
+  RSS_TIMEOUT_MS: int(100, 120_000).default(15_000),
+  RSS_MAX_BYTES: int(1024, 100_000_000).default(5_000_000),
+  RSS_ALLOW_PRIVATE: z
+    .enum(['0', '1', 'true', 'false'])
+    .default('0')
+    .transform((v) => v === '1' || v === 'true'),
 });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
@@ -144,6 +154,15 @@ export interface Config {
     readonly toolConcurrency: number;
     readonly chainMaxDepth: number;
     readonly confirmTtlMs: number;
+  };
+  readonly rss: {
+    readonly intervalMs: number;
+    readonly maxSubscriptions: number;
+    readonly initialItems: number;
+    readonly maxFailures: number;
+    readonly timeoutMs: number;
+    readonly maxBytes: number;
+    readonly allowPrivate: boolean;
   };
   /** Encrypts users' private env values; /env is off without it. */
   readonly secretKey: string | undefined;
@@ -211,6 +230,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       toolConcurrency: c.TOOL_CONCURRENCY,
       chainMaxDepth: c.CHAIN_MAX_DEPTH,
       confirmTtlMs: c.CONFIRM_TTL * 1000,
+    },
+    rss: {
+      intervalMs: c.RSS_INTERVAL * 1000,
+      maxSubscriptions: c.RSS_MAX_SUBSCRIPTIONS,
+      initialItems: c.RSS_INITIAL_ITEMS,
+      maxFailures: c.RSS_MAX_FAILURES,
+      timeoutMs: c.RSS_TIMEOUT_MS,
+      maxBytes: c.RSS_MAX_BYTES,
+      allowPrivate: c.RSS_ALLOW_PRIVATE,
     },
     secretKey: c.SECRET_KEY,
     env,

@@ -87,7 +87,8 @@ function resolveSettings(manifest: PluginManifest, env: Readonly<Record<string, 
   return settings;
 }
 
-function selected(name: string, options: LoadPluginsOptions): boolean {
+/** Whether PLUGINS_ENABLED / PLUGINS_DISABLED select a plugin (built-in ones other than system too). */
+export function selected(name: string, options: Pick<LoadPluginsOptions, 'enabled' | 'disabled'>): boolean {
   if (options.disabled.includes(name)) return false;
   return options.enabled.length === 0 || options.enabled.includes(name);
 }

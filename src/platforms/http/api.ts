@@ -16,6 +16,8 @@ import { Inbox } from './inbox.ts';
 import { registerDeadLetterRoutes } from './routes/dead-letters.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
+import { registerSubscriptionRoutes } from './routes/subscriptions.ts';
+import type { Subscriptions } from '../rss/subscriptions.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import type { TaskEventHub } from './task-event-hub.ts';
 import type { TaskStore } from './tasks.ts';
@@ -34,6 +36,7 @@ export interface ApiServices {
   readonly hub: TaskEventHub;
   readonly deadLetters: DeadLetters;
   readonly agent: Pick<AgentServices, 'confirmations' | 'chains'>;
+  readonly subscriptions: Subscriptions;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly config: {
@@ -95,6 +98,7 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
   registerDeadLetterRoutes(app, services.deadLetters);
   registerChainRoutes(app, services.agent.chains);
   registerConfirmationRoutes(app, services.agent.confirmations);
+  registerSubscriptionRoutes(app, services.subscriptions);
   registerMessageRoutes(app, new Inbox(services.store, services.config.taskTtlMs));
   return app;
 }

@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import type { Store } from '../../store/store.ts';
+import { feedId } from './feed-items.ts';
+import type { Validators } from './feed-fetcher.ts';
+
+/** Item keys remembered per feed (the newest); older ones are forgotten. */
+export const SEEN_MAX = 1000;
+
+const StateSchema = z.object({
+  etag: z.string().optional(),
+  lastModified: z.string().optional(),
+  failures: z.coerce.number().int().default(0),
+  broken: z.enum(['0', '1']).default('0'),
+  lastError: z.string().optional(),
+  title: z.string().optional(),
+});
+
+export interface FeedStatus {
+  readonly validators: Validators;
+  readonly failures: number;
+  readonly broken: boolean;
+  readonly lastError: string | undefined;
+  readonly title: string | undefined;
+}
+
+/**
+ * What the poller remembers of a feed, in the store so a restarted or another poller goes on from
+ * there: the validators of the last answer, failures in a row, whether subscribers were told it is
+ * broken, and the keys of the items already delivered (at most SEEN_MAX, newest kept).
+ */
+export class FeedStates {
+  constructor(private readonly store: Store) {}
+
+  async status(url: string): Promise<FeedStatus> {
+    const raw = StateSchema.parse(await this.store.hgetall(stateKey(url)));
+    return {
+      validators: { etag: raw.etag, lastModified: raw.lastModified },
+      failures: raw.failures,
+      broken: raw.broken === '1',
+      lastError: raw.lastError,
+      title: raw.title,
+    };
+  }
+
+  /** A good answer: new validators (when the feed was fetched), failures back to 0. */
+  async succeeded(url: string, update: { validators?: Validators; title?: string | undefined }): Promise<void> {
+    const fields: Record<string, string> = { failures: '0', broken: '0' };
+    if (update.validators?.etag) fields.etag = update.validators.etag;
+    if (update.validators?.lastModified) fields.lastModified = update.validators.lastModified;
+    if (update.title) fields.title = update.title;
+    await this.store.hset(stateKey(url), fields);
+    if (update.validators) {
+      const gone = ['etag', 'lastModified'].filter((name) => !(name in fields));
+      if (gone.length > 0) await this.store.hdel(stateKey(url), ...gone);
+    }
+  }
+
+  /** A failed poll; returns the failures in a row. */
+  async failed(url: string, error: string): Promise<number> {
+    await this.store.hset(stateKey(url), { lastError: error });
+    return this.store.hincr(stateKey(url), 'failures');
+  }
+
+  /** Marks the feed broken; true for the one caller that changed it (who tells the subscribers). */
+  async markBroken(url: string): Promise<boolean> {
+    const status = await this.status(url);
+    if (status.broken) return false;
+    await this.store.hset(stateKey(url), { broken: '1' });
+    return true;
+  }
+
+  /** The keys of those items not delivered yet. */
+  async unseen(url: string, keys: readonly string[]): Promise<Set<string>> {
+    const seen = new Set((await this.store.zrange(seenKey(url), SEEN_MAX * 2)).map((entry) => entry.member));
+    return new Set(keys.filter((key) => !seen.has(key)));
+  }
+
+  /** Whether anything was ever recorded for the feed (a first poll only takes note of what is there). */
+  async hasBaseline(url: string): Promise<boolean> {
+    return (await this.store.zrange(seenKey(url), 1)).length > 0;
+  }
+
+  /** Remembers delivered items, keeping the newest SEEN_MAX. */
+  async markSeen(url: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const now = Date.now();
+    // Later keys of one call are newer (callers pass them oldest first).
+    await this.store.zadd(seenKey(url), Object.fromEntries(keys.map((key, i) => [key, now + i])));
+    const all = await this.store.zrange(seenKey(url), SEEN_MAX * 2);
+    if (all.length > SEEN_MAX) await this.store.zrem(seenKey(url), ...all.slice(0, all.length - SEEN_MAX).map((entry) => entry.member));
+  }
+
+  /** Forgets a feed nobody subscribes to any more. */
+  async forget(url: string): Promise<void> {
+    await this.store.del(stateKey(url), seenKey(url));
+  }
+}
+
+function stateKey(url: string): string {
+  return `rss:feed:${feedId(url)}`;
+}
+
+function seenKey(url: string): string {
+  return `rss:seen:${feedId(url)}`;
+}
