@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fitHistory } from '../../src/agent/context-window.ts';
 import { LlmGateway } from '../../src/agent/llm-gateway.ts';
 import { LlmRouter, type LlmRoute, type RouteCaller } from '../../src/agent/llm-router.ts';
@@ -14,7 +14,8 @@ import { newMessageEnvelope, withoutSecrets } from '../../src/core/envelope.ts';
 import { ConfigError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { SecretBox } from '../../src/core/secret-box.ts';
-import { MemoryStore } from '../../src/store/memory-store.ts';
+import type { MemoryStore } from '../../src/store/memory-store.ts';
+import { memoryStores } from '../helpers/memory-stores.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -24,15 +25,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const opened: MemoryStore[] = [];
-async function openStore(): Promise<MemoryStore> {
-  const store = await MemoryStore.open({ logger: silentLogger(), sweepIntervalMs: 0 });
-  opened.push(store);
-  return store;
-}
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((store) => store.close()));
-});
+const openStore = memoryStores();
 
 async function catalogFrom(name: string, text: string, env: Record<string, string> = {}): Promise<ModelCatalog> {
   const file = path.join(dir, name);

@@ -1,24 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseEnvAssignment, UserEnv } from '../../src/agent/user-env.ts';
 import { ConfigError, ValidationError } from '../../src/core/errors.ts';
-import { silentLogger } from '../../src/core/logger.ts';
 import { SecretBox, SecretBoxError } from '../../src/core/secret-box.ts';
-import { MemoryStore } from '../../src/store/memory-store.ts';
+import { memoryStores } from '../helpers/memory-stores.ts';
 
 const KEY_A = 'operator-secret-key-number-one';
 const KEY_B = 'operator-secret-key-number-two';
 const SECRET = 'ghp_SuperSecretToken123';
 
-const opened: MemoryStore[] = [];
-async function openStore(): Promise<MemoryStore> {
-  const store = await MemoryStore.open({ logger: silentLogger(), sweepIntervalMs: 0 });
-  opened.push(store);
-  return store;
-}
-
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((store) => store.close()));
-});
+const openStore = memoryStores();
 
 /** Flips one character of a base64url part of a sealed value. */
 function tamper(sealed: string, part: 1 | 2 | 3): string {
