@@ -59,12 +59,18 @@ export class RssPoller {
     this.schedule(0);
   }
 
+  /** Stops polling and gives the lease up, so another poller takes over at once. */
   async stop(): Promise<void> {
+    await this.abort();
+    if (this.active) await this.options.store.release(LEASE_KEY, this.owner).catch(() => false);
+    this.active = false;
+  }
+
+  /** Stops polling and keeps the lease (as a crash would): another poller takes over when it runs out. */
+  async abort(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
-    if (this.active) await this.options.store.release(LEASE_KEY, this.owner).catch(() => false);
-    this.active = false;
   }
 
   /** One look for due feeds; runs them and returns when they are done. */
