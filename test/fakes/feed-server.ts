@@ -24,6 +24,8 @@ export interface FeedSpec {
   ttl?: number;
   /** Send an ETag and answer If-None-Match with 304 (default true). */
   etag?: boolean;
+  /** Send Cache-Control: max-age=<seconds>. */
+  maxAge?: number;
 }
 
 export interface FeedRequest {
@@ -64,13 +66,14 @@ export class FeedServer {
       const tag = `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
       if (spec.etag !== false && req.headers['if-none-match'] === tag) {
         record(304);
-        res.writeHead(304, { etag: tag }).end();
+        res.writeHead(304, { etag: tag, ...(spec.maxAge !== undefined ? { 'cache-control': `max-age=${spec.maxAge}` } : {}) }).end();
         return;
       }
       record(200);
       res.writeHead(200, {
         'content-type': spec.format === 'atom' ? 'application/atom+xml' : 'application/rss+xml',
         ...(spec.etag !== false ? { etag: tag } : {}),
+        ...(spec.maxAge !== undefined ? { 'cache-control': `max-age=${spec.maxAge}` } : {}),
       });
       res.end(body);
     });

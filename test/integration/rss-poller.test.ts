@@ -96,4 +96,38 @@ describe.each(stores)('feed pollers on the $name store', ({ open }) => {
     ]);
     expect(new Set(published.map((e) => e.id)).size).toBe(4);
   });
+
+  it("honours a feed's <ttl> and Cache-Control max-age: such feeds are polled less often", async () => {
+    const { store, cleanup } = await open();
+    teardown.push(async () => {
+      await store.close();
+      await cleanup();
+    });
+    const bus = { publish: async () => undefined } as unknown as EnvelopeBus;
+    const fetch = (url: string, validators: Validators) =>
+      fetchFeed(url, validators, { timeoutMs: 5_000, maxBytes: 1_000_000, allowPrivate: true });
+    const subscriptions = new Subscriptions({ store, bus, fetch, maxPerChat: 10, initialItems: 0, intervalMs: 100 });
+    const id = uniqueName('c');
+    const plain = feeds.serve(`/plain-${id}.xml`, { format: 'rss', title: 'Plain', entries: [{ id: 'p', title: 'p' }] });
+    const ttl = feeds.serve(`/ttl-${id}.xml`, { format: 'rss', title: 'TTL', ttl: 1, entries: [{ id: 't', title: 't' }] });
+    const cached = feeds.serve(`/cached-${id}.xml`, { format: 'atom', title: 'Cached', maxAge: 60, entries: [{ id: 'c', title: 'c' }] });
+    for (const feedUrl of [plain, ttl, cached]) await subscriptions.subscribe({ feedUrl, to: 'http:alice', createdBy: null });
+    const poller = new RssPoller({
+      store,
+      bus,
+      subscriptions,
+      fetch,
+      intervalMs: 100,
+      maxFailures: 5,
+      fetchTimeoutMs: 5_000,
+      logger,
+      tickMs: 20,
+    });
+    poller.start();
+    teardown.push(() => poller.stop());
+    await expect.poll(() => feeds.requestsTo(`/plain-${id}.xml`).length, { timeout: 5_000 }).toBeGreaterThanOrEqual(8);
+    // Each: the check when subscribing and the first poll; after that the feed asked to be left alone.
+    expect(feeds.requestsTo(`/ttl-${id}.xml`)).toHaveLength(2);
+    expect(feeds.requestsTo(`/cached-${id}.xml`)).toHaveLength(2);
+  });
 });

@@ -13,6 +13,7 @@ const StateSchema = z.object({
   broken: z.enum(['0', '1']).default('0'),
   lastError: z.string().optional(),
   title: z.string().optional(),
+  ttlMinutes: z.coerce.number().int().optional(),
 });
 
 export interface FeedStatus {
@@ -21,6 +22,8 @@ export interface FeedStatus {
   readonly broken: boolean;
   readonly lastError: string | undefined;
   readonly title: string | undefined;
+  /** The feed's <ttl> when it was last read (a 304 carries no body to read it from). */
+  readonly ttlMinutes: number | undefined;
 }
 
 /**
@@ -39,18 +42,24 @@ export class FeedStates {
       broken: raw.broken === '1',
       lastError: raw.lastError,
       title: raw.title,
+      ttlMinutes: raw.ttlMinutes,
     };
   }
 
   /** A good answer: new validators (when the feed was fetched), failures back to 0. */
-  async succeeded(url: string, update: { validators?: Validators; title?: string | undefined }): Promise<void> {
+  async succeeded(
+    url: string,
+    update: { validators?: Validators; title?: string | undefined; ttlMinutes?: number | undefined },
+  ): Promise<void> {
     const fields: Record<string, string> = { failures: '0', broken: '0' };
+    if (update.ttlMinutes !== undefined) fields.ttlMinutes = String(update.ttlMinutes);
     if (update.validators?.etag) fields.etag = update.validators.etag;
     if (update.validators?.lastModified) fields.lastModified = update.validators.lastModified;
     if (update.title) fields.title = update.title;
     await this.store.hset(stateKey(url), fields);
     if (update.validators) {
-      const gone = ['etag', 'lastModified'].filter((name) => !(name in fields));
+      // A fetched feed says afresh what it has: validators or a ttl it no longer sends are dropped.
+      const gone = ['etag', 'lastModified', 'ttlMinutes'].filter((name) => !(name in fields));
       if (gone.length > 0) await this.store.hdel(stateKey(url), ...gone);
     }
   }

@@ -157,14 +157,11 @@ export class RssPoller {
             [...keyed].reverse().map(([key]) => key),
           );
         }
-        if (status.broken) await this.tell(subscribers, (s) => `✅ The feed ${name(s)} works again.`);
-        await states.succeeded(url, { validators: result.validators, title: feed.title });
-        const ttlMs = (feed.ttlMinutes ?? 0) * 60_000;
-        next = Math.max(this.options.intervalMs, ttlMs, (result.maxAgeSeconds ?? 0) * 1000);
-        await store.zadd(DUE_KEY, { [url]: Date.now() + jitter(Math.min(next, MAX_DELAY_MS)) });
-        return;
+        await states.succeeded(url, { validators: result.validators, title: feed.title, ttlMinutes: feed.ttlMinutes });
       }
-      next = Math.max(this.options.intervalMs, (result.maxAgeSeconds ?? 0) * 1000);
+      if (status.broken) await this.tell(subscribers, (s) => `✅ The feed ${name(s)} works again.`);
+      const ttlMinutes = result.status === 'ok' ? result.feed.ttlMinutes : status.ttlMinutes;
+      next = Math.max(this.options.intervalMs, (ttlMinutes ?? 0) * 60_000, (result.maxAgeSeconds ?? 0) * 1000);
     } catch (err) {
       const message = err instanceof FeedError ? err.message : (err as Error).message;
       const failures = await states.failed(url, message);

@@ -96,7 +96,7 @@ export class Subscriptions {
         feedUrl,
         [...keyed].reverse().map(([key]) => key),
       );
-      await this.states.succeeded(feedUrl, { validators: result.validators, title: feed.title });
+      await this.states.succeeded(feedUrl, { validators: result.validators, title: feed.title, ttlMinutes: feed.ttlMinutes });
       await this.options.store.zadd(DUE_KEY, { [feedUrl]: Date.now() + this.options.intervalMs });
     }
     const at = Date.now();
