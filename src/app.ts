@@ -3,6 +3,7 @@ import { adapterMode, openAdapters } from './adapters.ts';
 import { makeWorker, openAgentServices } from './agent/agent-services.ts';
 import { fetchFeed } from './platforms/rss/feed-fetcher.ts';
 import { RssPoller } from './platforms/rss/poller.ts';
+import { TelegramSender } from './platforms/telegram/telegram-sender.ts';
 import { Subscriptions, type FeedSource } from './platforms/rss/subscriptions.ts';
 import type { QuotaClock } from './agent/quotas.ts';
 import type { Bus } from './bus/bus.ts';
@@ -23,7 +24,7 @@ import { ROLE_NAMES, type RoleName } from './roles.ts';
 import type { Store } from './store/store.ts';
 
 /** Platforms that have a sender; each gets an `out.<platform>` queue. */
-const SENDER_PLATFORMS = ['http'];
+const SENDER_PLATFORMS = ['http', 'telegram'];
 
 export interface AppOptions {
   readonly config: Config;
@@ -121,6 +122,24 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(agent.timers);
       await deadLetters.start();
       running.push(deadLetters);
+    }
+    if (roles.includes('sender:telegram')) {
+      const token = config.telegram.token;
+      if (token !== undefined) {
+        const sender = new TelegramSender({
+          bus: envelopes,
+          store,
+          token,
+          apiRoot: config.telegram.apiRoot,
+          maxChunks: config.telegram.maxChunks,
+          prefetch: config.bus.prefetch,
+          logger: logger.child({ role: 'sender:telegram' }),
+        });
+        await sender.start();
+        running.push(sender);
+      } else if (roles.length !== ROLE_NAMES.length) {
+        throw new ConfigError('--role sender:telegram needs TELEGRAM_BOT_TOKEN');
+      }
     }
     if (roles.includes('receiver:rss')) {
       const poller = new RssPoller({

@@ -104,6 +104,9 @@ export const ConfigSchema = z.object({
   QUOTA_PUBLIC_REQUESTS_PER_DAY: optionalCount,
   QUOTA_PUBLIC_TOKENS_PER_DAY: optionalCount,
   QUOTA_TZ: z.string().default('UTC').refine(isTimeZone, 'an IANA time zone name such as UTC, Europe/Berlin or Asia/Tokyo'),
+  TELEGRAM_BOT_TOKEN: optionalString,
+  TELEGRAM_API_ROOT: z.url().default('https://api.telegram.org'),
+  TELEGRAM_MAX_CHUNKS: int(1, 100).default(8),
   RSS_INTERVAL: int(1, 7 * 86_400).default(600),
   RSS_MAX_SUBSCRIPTIONS: int(1, 10_000).default(50),
   RSS_INITIAL_ITEMS: int(0, 20).default(1),
@@ -154,6 +157,13 @@ export interface Config {
     readonly toolConcurrency: number;
     readonly chainMaxDepth: number;
     readonly confirmTtlMs: number;
+  };
+  readonly telegram: {
+    /** Without it the Telegram roles do nothing (under --role all) or refuse to start (alone). */
+    readonly token: string | undefined;
+    readonly apiRoot: string;
+    /** An answer longer than this many messages goes as a .md document. */
+    readonly maxChunks: number;
   };
   readonly rss: {
     readonly intervalMs: number;
@@ -231,6 +241,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       chainMaxDepth: c.CHAIN_MAX_DEPTH,
       confirmTtlMs: c.CONFIRM_TTL * 1000,
     },
+    telegram: { token: c.TELEGRAM_BOT_TOKEN, apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ''), maxChunks: c.TELEGRAM_MAX_CHUNKS },
     rss: {
       intervalMs: c.RSS_INTERVAL * 1000,
       maxSubscriptions: c.RSS_MAX_SUBSCRIPTIONS,
