@@ -5,7 +5,7 @@ import type { Subscription } from '../bus/bus.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import { agentQueue } from '../bus/topology.ts';
 import type { CommandNode } from './command-node.ts';
-import { KeyedSerial } from './keyed-serial.ts';
+import { KeyedSerial } from '../core/keyed-serial.ts';
 import type { LlmNode } from './llm-node.ts';
 
 export interface AgentWorkerOptions {

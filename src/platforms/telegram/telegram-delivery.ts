@@ -26,6 +26,7 @@ import { TelegramError, type Telegram } from 'telegraf';
 import type { InlineKeyboardMarkup } from 'telegraf/types';
 import { parseAddress } from '../../core/address.ts';
 import type { Envelope, ReplyBody } from '../../core/envelope.ts';
+import { KeyedSerial } from '../../core/keyed-serial.ts';
 import { PermanentError, TransientError, ValidationError, errorMessage } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Store } from '../../store/store.ts';
@@ -111,7 +112,8 @@ const CHAT_REFUSED =
  */
 export class TelegramDelivery {
   private readonly limiter: TelegramRateLimiter;
-  private readonly lanes = new Map<string, Promise<unknown>>();
+  /** One lane per chat, so one chat's messages never interleave. */
+  private readonly lanes = new KeyedSerial();
   private readonly stopping = new AbortController();
   private readonly maxChunks: number;
   private readonly sentTtlMs: number;
@@ -141,7 +143,7 @@ export class TelegramDelivery {
       case 'status':
         return body.status === 'running' ? this.typing({ target, log }) : { outcome: 'ignored', sent: 0, skipped: 0 };
       case 'reply':
-        return this.inLane(target.key, () => this.sendReply(envelope.id, envelope.at, body, { target, log }));
+        return this.lanes.run(target.key, () => this.sendReply(envelope.id, envelope.at, body, { target, log }));
       case 'message':
       case 'step':
         throw new ValidationError(`a ${body.kind} envelope reached the Telegram sender`);
@@ -152,7 +154,7 @@ export class TelegramDelivery {
   async close(): Promise<void> {
     this.stopping.abort(new Error('the Telegram sender is stopping'));
     this.limiter.close();
-    await Promise.allSettled([...this.lanes.values()]);
+    await this.lanes.idle();
   }
 
   // ── replies ──────────────────────────────────────────────────────────────────────────────────────────
@@ -314,21 +316,6 @@ export class TelegramDelivery {
         ctx.log.warn({ retryAfter }, 'Telegram flood wait; sending the same message again after it');
       }
     }
-  }
-
-  /** Runs `task` after every earlier task of the same chat, so one chat's messages never interleave. */
-  private inLane<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.lanes.get(key) ?? Promise.resolve();
-    const result = previous.then(task, task);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.lanes.set(key, tail);
-    void tail.then(() => {
-      if (this.lanes.get(key) === tail) this.lanes.delete(key);
-    });
-    return result;
   }
 }
 

@@ -23,4 +23,14 @@ export class KeyedSerial {
   get size(): number {
     return this.tails.size;
   }
+
+  /** Whether a key has work queued or running. */
+  has(key: string): boolean {
+    return this.tails.has(key);
+  }
+
+  /** Settles when everything queued now has finished. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.tails.values()]);
+  }
 }
