@@ -13,6 +13,24 @@ import { deleteRedisPrefix } from '../helpers/cleanup.ts';
 import { redisUrl, uniqueName } from '../helpers/services.ts';
 
 const logger = createLogger('silent');
+const fetch = (url: string, validators: Validators) =>
+  fetchFeed(url, validators, { timeoutMs: 5_000, maxBytes: 1_000_000, allowPrivate: true });
+
+/** A poller with a 100 ms interval that looks every 20 ms. */
+function fastPoller(store: Store, bus: EnvelopeBus, subscriptions: Subscriptions, leaseMs?: number): RssPoller {
+  return new RssPoller({
+    store,
+    bus,
+    subscriptions,
+    fetch,
+    intervalMs: 100,
+    maxFailures: 5,
+    fetchTimeoutMs: 5_000,
+    logger,
+    tickMs: 20,
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
+  });
+}
 
 const stores: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
   { name: 'memory', open: async () => ({ store: await MemoryStore.open({ logger, sweepIntervalMs: 0 }), cleanup: async () => undefined }) },
@@ -49,22 +67,8 @@ describe.each(stores)('feed pollers on the $name store', ({ open }) => {
     const published: Envelope[] = [];
     // Only publish is used by the subscriptions and the pollers.
     const bus = { publish: async (envelope: Envelope) => void published.push(envelope) } as unknown as EnvelopeBus;
-    const fetch = (url: string, validators: Validators) =>
-      fetchFeed(url, validators, { timeoutMs: 5_000, maxBytes: 1_000_000, allowPrivate: true });
     const subscriptions = new Subscriptions({ store, bus, fetch, maxPerChat: 10, initialItems: 1, intervalMs: 100 });
-    const poller = (): RssPoller =>
-      new RssPoller({
-        store,
-        bus,
-        subscriptions,
-        fetch,
-        intervalMs: 100,
-        maxFailures: 5,
-        fetchTimeoutMs: 5_000,
-        logger,
-        tickMs: 20,
-        leaseMs: 400,
-      });
+    const poller = (): RssPoller => fastPoller(store, bus, subscriptions, 400);
 
     const path = `/takeover-${uniqueName('f')}.xml`;
     const url = feeds.serve(path, { format: 'rss', title: 'Takeover', entries: [{ id: 'i1', title: 'one' }] });
@@ -104,25 +108,13 @@ describe.each(stores)('feed pollers on the $name store', ({ open }) => {
       await cleanup();
     });
     const bus = { publish: async () => undefined } as unknown as EnvelopeBus;
-    const fetch = (url: string, validators: Validators) =>
-      fetchFeed(url, validators, { timeoutMs: 5_000, maxBytes: 1_000_000, allowPrivate: true });
     const subscriptions = new Subscriptions({ store, bus, fetch, maxPerChat: 10, initialItems: 0, intervalMs: 100 });
     const id = uniqueName('c');
     const plain = feeds.serve(`/plain-${id}.xml`, { format: 'rss', title: 'Plain', entries: [{ id: 'p', title: 'p' }] });
     const ttl = feeds.serve(`/ttl-${id}.xml`, { format: 'rss', title: 'TTL', ttl: 1, entries: [{ id: 't', title: 't' }] });
     const cached = feeds.serve(`/cached-${id}.xml`, { format: 'atom', title: 'Cached', maxAge: 60, entries: [{ id: 'c', title: 'c' }] });
     for (const feedUrl of [plain, ttl, cached]) await subscriptions.subscribe({ feedUrl, to: 'http:alice', createdBy: null });
-    const poller = new RssPoller({
-      store,
-      bus,
-      subscriptions,
-      fetch,
-      intervalMs: 100,
-      maxFailures: 5,
-      fetchTimeoutMs: 5_000,
-      logger,
-      tickMs: 20,
-    });
+    const poller = fastPoller(store, bus, subscriptions);
     poller.start();
     teardown.push(() => poller.stop());
     await expect.poll(() => feeds.requestsTo(`/plain-${id}.xml`).length, { timeout: 5_000 }).toBeGreaterThanOrEqual(8);
