@@ -6,7 +6,7 @@
  *
  * @example
  * const result = await fetchFeed('https://example.com/feed.xml', { etag: '"abc"' }, { timeoutMs: 10_000, maxBytes: 2_000_000, allowPrivate: false });
- * if (result.status === 'ok') console.log(result.feed.title, result.feed.items.length);
+ * if (result.status === 'ok') logger.info({ title: result.feed.title, items: result.feed.items.length }, 'feed read');
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
