@@ -10,7 +10,6 @@
  * const verdict = route.scope ? await quotas.check(route.scope, route.quotaUser) : { ok: true };
  * const answer = await route.client.complete(messages, { tools });
  */
-import { createHash } from 'node:crypto';
 import type { Store } from '../store/store.ts';
 import type { LlmClient } from './llm.ts';
 import { Logins, type UserLogin } from './logins.ts';
@@ -18,6 +17,7 @@ import type { CatalogModel, ModelCatalog, QuotaPool } from './models.ts';
 import { OpenAiLlm } from './openai-llm.ts';
 import { PromptToolsLlm } from './prompt-tools-llm.ts';
 import type { QuotaLimits, QuotaScope } from './quotas.ts';
+import { sha256Hex } from '../core/ids.ts';
 
 /** Where one LLM call of a caller goes. */
 export interface LlmRoute {
@@ -149,7 +149,7 @@ export class LlmRouter {
   }
 
   private ownClient(baseURL: string, apiKey: string, model: string): LlmClient {
-    const key = createHash('sha256').update(`${baseURL}\n${apiKey}\n${model}`).digest('hex');
+    const key = sha256Hex(`${baseURL}\n${apiKey}\n${model}`);
     let client = this.ownClients.get(key);
     if (client) {
       this.ownClients.delete(key); // re-inserted below: the map's order is the use order

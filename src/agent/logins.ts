@@ -10,10 +10,10 @@
  * await logins.setOwn('tg:42', { baseURL: 'https://api.example.com/v1', apiKey: 'sk-…' });
  * await logins.get('tg:42'); // { own: { baseURL: 'https://api.example.com/v1', apiKey: 'sk-…' }, pool: undefined }
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { SecretBox } from '../core/secret-box.ts';
 import type { Store } from '../store/store.ts';
+import { sha256Hex } from '../core/ids.ts';
 
 const OwnKeySchema = z.object({ baseURL: z.url(), apiKey: z.string().min(1), model: z.string().min(1).optional() });
 
@@ -103,7 +103,7 @@ export class Logins {
 }
 
 function digest(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+  return sha256Hex(token);
 }
 
 function hashKey(userId: string): string {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { v7 } from 'uuid';
 
 /** A new time-sortable id (UUIDv7): ids made later sort after ids made earlier. */
@@ -11,4 +12,9 @@ export function newId(): string {
  */
 export function emittedId(nodeId: string, n: number): string {
   return `${nodeId}.${String(n).padStart(3, '0')}`;
+}
+
+/** The SHA-256 of a text in hex, cut to `length` characters: stable ids and keys derived from content. */
+export function sha256Hex(text: string, length = 64): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
 }

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Store } from '../../store/store.ts';
 import { ApiError } from './errors.ts';
+import { sha256Hex } from '../../core/ids.ts';
 
 const ClaimSchema = z.object({ taskId: z.string(), bodyHash: z.string() });
 
@@ -12,10 +12,10 @@ export class IdempotencyKeys {
     private readonly ttlMs: number,
   ) {}
 
-  private key = (client: string, key: string): string => `idem:${client}:${createHash('sha256').update(key).digest('hex')}`;
+  private key = (client: string, key: string): string => `idem:${client}:${sha256Hex(key)}`;
 
   static hashBody(body: unknown): string {
-    return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    return sha256Hex(JSON.stringify(body));
   }
 
   /**

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import { newMessageEnvelope, type Envelope } from '../../core/envelope.ts';
 import type { FeedItem } from './feed-fetcher.ts';
 import type { Subscription } from './subscription.ts';
+import { sha256Hex } from '../../core/ids.ts';
 
 /** Summaries are cut here (characters), at a word when one is near. */
 const SUMMARY_MAX = 300;
@@ -12,12 +12,12 @@ const ITEM_NAMESPACE = '6f1d3a52-8a8e-4a54-9d0a-3c1f0b8f2e41';
 /** What makes an item itself across polls: its guid, else its link, else its title. */
 export function itemKey(item: FeedItem): string | undefined {
   const identity = item.guid ?? item.link ?? item.title;
-  return identity === undefined ? undefined : createHash('sha256').update(identity).digest('hex').slice(0, 32);
+  return identity === undefined ? undefined : sha256Hex(identity, 32);
 }
 
 /** A short stable id of a feed URL (store keys, the feed's address). */
 export function feedId(url: string): string {
-  return createHash('sha256').update(url).digest('hex').slice(0, 16);
+  return sha256Hex(url, 16);
 }
 
 /** The feed's address as a source of envelopes. */

@@ -4,7 +4,6 @@
  * chat). Subscribing fetches the feed first: it must parse as RSS or Atom. The chat then gets the
  * newest RSS_INITIAL_ITEMS items, not the backlog.
  */
-import { createHash } from 'node:crypto';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import { SwitchboardError } from '../../core/errors.ts';
 import { Routes } from '../../store/routes.ts';
@@ -14,6 +13,7 @@ import { parseFeedUrl, type Feed, type FeedItem, type FetchResult, type Validato
 import { itemEnvelope, itemKey } from './feed-items.ts';
 import { FeedStates } from './feed-state.ts';
 import { SubscriptionSchema, type Subscription } from './subscription.ts';
+import { sha256Hex } from '../../core/ids.ts';
 
 /** Fetches a feed (fetchFeed with the operator's limits). */
 export type FeedSource = (url: string, validators: Validators) => Promise<FetchResult>;
@@ -154,7 +154,7 @@ export class Subscriptions {
 
 /** The same chat and feed always make the same id, so subscribing twice is one subscription. */
 export function subscriptionId(feedUrl: string, to: string): string {
-  return createHash('sha256').update(`${feedUrl}\n${to}`).digest('hex').slice(0, 12);
+  return sha256Hex(`${feedUrl}\n${to}`, 12);
 }
 
 /** The items that have a key, in the feed's order. */
