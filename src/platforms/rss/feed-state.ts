@@ -10,7 +10,7 @@ const StateSchema = z.object({
   etag: z.string().optional(),
   lastModified: z.string().optional(),
   failures: z.coerce.number().int().default(0),
-  broken: z.enum(['0', '1']).default('0'),
+  broken: z.string().optional(),
   lastError: z.string().optional(),
   title: z.string().optional(),
   ttlMinutes: z.coerce.number().int().optional(),
@@ -51,17 +51,15 @@ export class FeedStates {
     url: string,
     update: { validators?: Validators; title?: string | undefined; ttlMinutes?: number | undefined },
   ): Promise<void> {
-    const fields: Record<string, string> = { failures: '0', broken: '0' };
+    const fields: Record<string, string> = { failures: '0' };
     if (update.ttlMinutes !== undefined) fields.ttlMinutes = String(update.ttlMinutes);
     if (update.validators?.etag) fields.etag = update.validators.etag;
     if (update.validators?.lastModified) fields.lastModified = update.validators.lastModified;
     if (update.title) fields.title = update.title;
     await this.store.hset(stateKey(url), fields);
-    if (update.validators) {
-      // A fetched feed says afresh what it has: validators or a ttl it no longer sends are dropped.
-      const gone = ['etag', 'lastModified', 'ttlMinutes'].filter((name) => !(name in fields));
-      if (gone.length > 0) await this.store.hdel(stateKey(url), ...gone);
-    }
+    // No longer broken; and a fetched feed says afresh what it has: validators or a ttl it no longer sends go.
+    const stale = update.validators ? ['etag', 'lastModified', 'ttlMinutes'].filter((name) => !(name in fields)) : [];
+    await this.store.hdel(stateKey(url), 'broken', ...stale);
   }
 
   /** A failed poll; returns the failures in a row. */
@@ -70,18 +68,14 @@ export class FeedStates {
     return this.store.hincr(stateKey(url), 'failures');
   }
 
-  /** Marks the feed broken; true for the one caller that changed it (who tells the subscribers). */
-  async markBroken(url: string): Promise<boolean> {
-    const status = await this.status(url);
-    if (status.broken) return false;
-    await this.store.hset(stateKey(url), { broken: '1' });
-    return true;
+  /** Marks the feed broken; true for the one caller that changed it (who tells the subscribers). Atomic. */
+  markBroken(url: string): Promise<boolean> {
+    return this.store.hsetnx(stateKey(url), 'broken', '1');
   }
 
-  /** The keys of those items not delivered yet. */
-  async unseen(url: string, keys: readonly string[]): Promise<Set<string>> {
-    const seen = new Set((await this.store.zrange(seenKey(url), SEEN_MAX * 2)).map((entry) => entry.member));
-    return new Set(keys.filter((key) => !seen.has(key)));
+  /** The keys of the items already delivered (empty before the first poll: see hasBaseline). */
+  async seen(url: string): Promise<ReadonlySet<string>> {
+    return new Set((await this.store.zrange(seenKey(url), SEEN_MAX * 2)).map((entry) => entry.member));
   }
 
   /** Whether anything was ever recorded for the feed (a first poll only takes note of what is there). */

@@ -136,12 +136,9 @@ export class RssPoller {
       } else {
         const { feed } = result;
         const keyed = keyedItems(feed);
-        if (await states.hasBaseline(url)) {
-          const unseen = await states.unseen(
-            url,
-            keyed.map(([key]) => key),
-          );
-          const fresh = keyed.filter(([key]) => unseen.has(key)).reverse(); // oldest first
+        const seen = await states.seen(url);
+        if (seen.size > 0) {
+          const fresh = keyed.filter(([key]) => !seen.has(key)).reverse(); // oldest first
           const at = Date.now();
           for (const [i, [key, item]] of fresh.entries()) {
             await Promise.all(subscribers.map((s) => this.options.bus.publish(itemEnvelope(s, feed.title, item, key, new Date(at + i)))));
