@@ -17,7 +17,12 @@ const fetch = (url: string, validators: Validators) =>
   fetchFeed(url, validators, { timeoutMs: 5_000, maxBytes: 1_000_000, allowPrivate: true });
 
 /** A poller with a 100 ms interval that looks every 20 ms. */
-function fastPoller(store: Store, bus: EnvelopeBus, subscriptions: Subscriptions, leaseMs?: number): RssPoller {
+function fastPoller(
+  store: Store,
+  bus: EnvelopeBus,
+  subscriptions: Subscriptions,
+  options: { leaseMs?: number; maxFailures?: number } = {},
+): RssPoller {
   return new RssPoller({
     store,
     bus,
@@ -28,7 +33,7 @@ function fastPoller(store: Store, bus: EnvelopeBus, subscriptions: Subscriptions
     fetchTimeoutMs: 5_000,
     logger,
     tickMs: 20,
-    ...(leaseMs !== undefined ? { leaseMs } : {}),
+    ...options,
   });
 }
 
@@ -68,7 +73,7 @@ describe.each(stores)('feed pollers on the $name store', ({ open }) => {
     // Only publish is used by the subscriptions and the pollers.
     const bus = { publish: async (envelope: Envelope) => void published.push(envelope) } as unknown as EnvelopeBus;
     const subscriptions = new Subscriptions({ store, bus, fetch, maxPerChat: 10, initialItems: 1, intervalMs: 100 });
-    const poller = (): RssPoller => fastPoller(store, bus, subscriptions, 400);
+    const poller = (): RssPoller => fastPoller(store, bus, subscriptions, { leaseMs: 400 });
 
     const path = `/takeover-${uniqueName('f')}.xml`;
     const url = feeds.serve(path, { format: 'rss', title: 'Takeover', entries: [{ id: 'i1', title: 'one' }] });
@@ -122,4 +127,39 @@ describe.each(stores)('feed pollers on the $name store', ({ open }) => {
     expect(feeds.requestsTo(`/ttl-${id}.xml`)).toHaveLength(2);
     expect(feeds.requestsTo(`/cached-${id}.xml`)).toHaveLength(2);
   });
+
+  it('a broken feed is reported once, and once more when it works again', async () => {
+    const { store, cleanup } = await open();
+    teardown.push(async () => {
+      await store.close();
+      await cleanup();
+    });
+    const notices: string[] = [];
+    const bus = {
+      publish: async (envelope: Envelope) => void (envelope.body.kind === 'reply' && notices.push(envelope.body.text)),
+    } as unknown as EnvelopeBus;
+    const subscriptions = new Subscriptions({ store, bus, fetch, maxPerChat: 10, initialItems: 0, intervalMs: 100 });
+    const path = `/flaky-${uniqueName('f')}.xml`;
+    const url = feeds.serve(path, { format: 'rss', title: 'Flaky', entries: [{ id: 'x', title: 'x' }] });
+    await subscriptions.subscribe({ feedUrl: url, to: 'http:alice', createdBy: null });
+    feeds.feed(path).status = 503;
+    const poller = fastPoller(store, bus, subscriptions, { maxFailures: 2 });
+    poller.start();
+    teardown.push(() => poller.stop());
+    await expect.poll(() => feeds.requestsTo(path).filter((r) => r.status === 503).length, { timeout: 5_000 }).toBeGreaterThanOrEqual(4);
+    expect(notices).toEqual([expect.stringContaining('“Flaky”')]);
+    expect(notices[0]).toContain('failed 2 times in a row: the server answered HTTP 503');
+
+    feeds.feed(path).status = undefined;
+    await expect.poll(() => notices.length, { timeout: 10_000 }).toBe(2);
+    expect(notices[1]).toContain('works again');
+    await polledTimes(path, 2);
+    expect(notices).toHaveLength(2);
+  });
+
+  /** Waits until the feed server has answered `count` more requests to a path. */
+  async function polledTimes(path: string, count: number): Promise<void> {
+    const target = feeds.requestsTo(path).length + count;
+    await expect.poll(() => feeds.requestsTo(path).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(target);
+  }
 });
