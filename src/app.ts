@@ -1,9 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { adapterMode, openAdapters } from './adapters.ts';
-import { makeWorker, openAgentServices } from './agent/agent-services.ts';
+import { makeWorker, openAgentServices, type AgentServices } from './agent/agent-services.ts';
 import { fetchFeed } from './platforms/rss/feed-fetcher.ts';
 import { RssPoller } from './platforms/rss/poller.ts';
+import { TelegramReceiver } from './platforms/telegram/telegram-receiver.ts';
 import { TelegramSender } from './platforms/telegram/telegram-sender.ts';
+import { defaultWebhookSecret, telegramWebhookRoute } from './platforms/telegram/telegram-webhook.ts';
 import { Subscriptions, type FeedSource } from './platforms/rss/subscriptions.ts';
 import type { QuotaClock } from './agent/quotas.ts';
 import type { Bus } from './bus/bus.ts';
@@ -98,7 +100,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(sender);
     }
     const agent =
-      roles.includes('worker') || roles.includes('api')
+      roles.includes('worker') || roles.includes('api') || roles.includes('receiver:telegram')
         ? await openAgentServices({
             config,
             store,
@@ -141,6 +143,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         throw new ConfigError('--role sender:telegram needs TELEGRAM_BOT_TOKEN');
       }
     }
+    const telegramReceiver =
+      agent && roles.includes('receiver:telegram') ? makeTelegramReceiver(options, agent, envelopes, store, metrics) : undefined;
     if (roles.includes('receiver:rss')) {
       const poller = new RssPoller({
         store,
@@ -169,6 +173,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         subscriptions,
         metrics,
         logger,
+        extraRoutes: telegramReceiver?.route ? [telegramReceiver.route] : [],
         config: {
           apiKeys: config.apiKeys,
           adminUsers: config.adminUsers,
@@ -179,6 +184,11 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       await api.listen({ host: config.http.host, port: config.http.port });
     } else if (config.metricsPort !== undefined) {
       metricsServer = await serveMetrics(metrics, config.http.host, config.metricsPort);
+    }
+    // Last: updates flow in only when everything that handles them runs (and the webhook route listens).
+    if (telegramReceiver) {
+      await telegramReceiver.receiver.start();
+      running.push(telegramReceiver.receiver);
     }
   } catch (err) {
     await Promise.allSettled([api?.close(), metricsServer?.close(), ...running.map((r) => r.stop())]);
@@ -204,6 +214,55 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     return stopping;
   };
   return { mode: adapters.mode, url, bus, store, metrics, stop };
+}
+
+/**
+ * The `receiver:telegram` role, when it has a token (under `--role all` it is skipped without one),
+ * and in webhook mode the api route Telegram posts to (the api must run in the same process).
+ */
+function makeTelegramReceiver(
+  { config, roles, logger }: AppOptions,
+  agent: AgentServices,
+  bus: EnvelopeBus,
+  store: Store,
+  metrics: Metrics,
+): { receiver: TelegramReceiver; route?: (app: FastifyInstance) => void } | undefined {
+  const { token, mode, webhookUrl } = config.telegram;
+  if (token === undefined) {
+    if (roles.length === ROLE_NAMES.length) return undefined;
+    throw new ConfigError('--role receiver:telegram needs TELEGRAM_BOT_TOKEN');
+  }
+  const webhookSecret = config.telegram.webhookSecret ?? defaultWebhookSecret(token);
+  let path: string | undefined;
+  if (mode === 'webhook') {
+    if (webhookUrl === undefined) throw new ConfigError('TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL');
+    if (!roles.includes('api'))
+      throw new ConfigError('TELEGRAM_MODE=webhook: the api serves the webhook, so run receiver:telegram with the api role');
+    path = new URL(webhookUrl).pathname;
+    if (path === '/' || path.startsWith('/v1/'))
+      throw new ConfigError('TELEGRAM_WEBHOOK_URL: give it a path of its own, such as /telegram/webhook');
+  }
+  const caller = (chatType: 'private' | 'group', isAdmin: boolean) =>
+    ({ userId: null, address: 'telegram:0', platform: 'telegram', chatType, isAdmin, conversation: '' }) as const;
+  const receiver = new TelegramReceiver({
+    bus,
+    store,
+    token,
+    apiRoot: config.telegram.apiRoot,
+    mode,
+    ...(webhookUrl !== undefined ? { webhookUrl } : {}),
+    webhookSecret,
+    maxUpdateAgeMs: config.telegram.maxUpdateAgeMs,
+    commands: (chatType, isAdmin) =>
+      agent.registry
+        .commandsFor(caller(chatType, isAdmin))
+        .map(({ command }) => ({ name: command.name, description: command.description })),
+    adminUsers: config.adminUsers,
+    logger: logger.child({ role: 'receiver:telegram' }),
+    metrics,
+  });
+  if (path === undefined) return { receiver };
+  return { receiver, route: telegramWebhookRoute({ path, secret: webhookSecret, receive: (update) => receiver.receive(update) }) };
 }
 
 /** Waits for in-flight work up to the shutdown timeout, then hands back what is left (it is redelivered). */

@@ -1,7 +1,7 @@
 import { ConfigError } from './core/errors.ts';
 
 /** Every role a process can run; `all` is every one of them. */
-export const ROLE_NAMES = ['api', 'worker', 'sender:http', 'sender:telegram', 'receiver:rss'] as const;
+export const ROLE_NAMES = ['api', 'worker', 'sender:http', 'sender:telegram', 'receiver:telegram', 'receiver:rss'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
 /** `--role all`, `--role api`, `--role api,worker`: validated and expanded. */

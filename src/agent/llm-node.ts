@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { z } from 'zod';
-import { nextNode, type EnvelopeOf, type ReplyBody, type StepBody, type TranscriptItem } from '../core/envelope.ts';
+import { nextNode, type EnvelopeOf, type MessageBody, type ReplyBody, type StepBody, type TranscriptItem } from '../core/envelope.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Store } from '../store/store.ts';
@@ -66,7 +66,7 @@ export class LlmNode {
       startedAt: new Date().toISOString(),
       toolCalls: [],
     };
-    const text = node.body.text;
+    const text = node.body.kind === 'message' ? promptText(node.body) : node.body.text;
     let transcript: TranscriptItem[] = node.body.kind === 'step' ? node.body.transcript : [];
     try {
       await out.emit({ kind: 'status', status: 'running' });
@@ -275,6 +275,15 @@ export class LlmNode {
     if (reply.error) view.error = reply.error;
     await this.options.chains.put(node.chainId, view);
   }
+}
+
+/** The person's message as the model reads it: the text, then a line for each file they attached. */
+export function promptText(body: MessageBody): string {
+  const files = body.attachments.map((a) => {
+    const details = [a.mime, a.size !== undefined ? `${a.size} bytes` : undefined, `file id ${a.fileId}`].filter(Boolean).join(', ');
+    return `[attached ${a.kind}: ${details}]`;
+  });
+  return [body.text, ...files].filter((line) => line !== '').join('\n');
 }
 
 function toolMessage(outcome: ToolOutcome): TranscriptItem {

@@ -107,6 +107,15 @@ export const ConfigSchema = z.object({
   TELEGRAM_BOT_TOKEN: optionalString,
   TELEGRAM_API_ROOT: z.url().default('https://api.telegram.org'),
   TELEGRAM_MAX_CHUNKS: int(1, 100).default(8),
+  TELEGRAM_MODE: z.enum(['polling', 'webhook']).default('polling'),
+  TELEGRAM_WEBHOOK_URL: optionalUrl,
+  TELEGRAM_WEBHOOK_SECRET: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,256}$/, '1 to 256 letters, digits, _ or -')
+      .optional(),
+  ),
+  TELEGRAM_MAX_UPDATE_AGE: int(1, 86_400).default(600),
   RSS_INTERVAL: int(1, 7 * 86_400).default(600),
   RSS_MAX_SUBSCRIPTIONS: int(1, 10_000).default(50),
   RSS_INITIAL_ITEMS: int(0, 20).default(1),
@@ -164,6 +173,14 @@ export interface Config {
     readonly apiRoot: string;
     /** An answer longer than this many messages goes as a .md document. */
     readonly maxChunks: number;
+    /** How the receiver gets updates: long polling, or Telegram posting them to the api's webhook route. */
+    readonly mode: 'polling' | 'webhook';
+    /** The public URL Telegram posts updates to (webhook mode); its path is the api's route. */
+    readonly webhookUrl: string | undefined;
+    /** The X-Telegram-Bot-Api-Secret-Token the webhook route requires (default: derived from the token). */
+    readonly webhookSecret: string | undefined;
+    /** Updates older than this when they arrive get one "I was offline" notice per chat instead of an answer. */
+    readonly maxUpdateAgeMs: number;
   };
   readonly rss: {
     readonly intervalMs: number;
@@ -241,7 +258,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       chainMaxDepth: c.CHAIN_MAX_DEPTH,
       confirmTtlMs: c.CONFIRM_TTL * 1000,
     },
-    telegram: { token: c.TELEGRAM_BOT_TOKEN, apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ''), maxChunks: c.TELEGRAM_MAX_CHUNKS },
+    telegram: {
+      token: c.TELEGRAM_BOT_TOKEN,
+      apiRoot: c.TELEGRAM_API_ROOT.replace(/\/+$/, ''),
+      maxChunks: c.TELEGRAM_MAX_CHUNKS,
+      mode: c.TELEGRAM_MODE,
+      webhookUrl: c.TELEGRAM_WEBHOOK_URL,
+      webhookSecret: c.TELEGRAM_WEBHOOK_SECRET,
+      maxUpdateAgeMs: c.TELEGRAM_MAX_UPDATE_AGE * 1000,
+    },
     rss: {
       intervalMs: c.RSS_INTERVAL * 1000,
       maxSubscriptions: c.RSS_MAX_SUBSCRIPTIONS,

@@ -22,6 +22,7 @@ export const AttachmentSchema = z.object({
   size: z.number().int().nonnegative().optional(),
   caption: z.string().optional(),
 });
+export type Attachment = z.infer<typeof AttachmentSchema>;
 
 export const CommandSchema = z.object({
   /** Lower-case command name without the slash: `help` for `/help`. */
@@ -144,6 +145,7 @@ export interface NewMessage {
   readonly chatType?: 'private' | 'group';
   readonly ref?: string;
   readonly command?: Command;
+  readonly attachments?: readonly Attachment[];
   /** A fixed id (scheduled messages use the schedule's id, so firing twice starts one chain). */
   readonly id?: string;
 }
@@ -164,7 +166,7 @@ export function newMessageEnvelope(input: NewMessage): EnvelopeOf<'message'> {
     conversation: input.conversation ?? '',
     chatType: input.chatType ?? 'private',
     to: input.to && input.to.length > 0 ? [...input.to] : [input.from],
-    body: { kind: 'message', text: input.text, attachments: [], command: input.command },
+    body: { kind: 'message', text: input.text, attachments: [...(input.attachments ?? [])], command: input.command },
   };
 }
 

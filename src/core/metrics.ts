@@ -57,6 +57,12 @@ export class Metrics {
     labelNames: ['scope', 'limit'] as const,
     registers: [this.registry],
   });
+  readonly telegramUpdates = new Counter({
+    name: 'switchboard_telegram_updates_total',
+    help: 'Telegram updates the receiver handled, by outcome (published, ignored, duplicate, stale, malformed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly chainsInFlight = new Gauge({
     name: 'switchboard_chains_in_flight',
     help: 'Chain nodes this worker is processing now',

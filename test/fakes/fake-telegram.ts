@@ -729,6 +729,10 @@ export class FakeTelegram {
   private nextCallbackId = 1;
   private poll: HeldPoll | undefined;
   private webhookState: WebhookRecord | undefined;
+  private webhookBusy = false;
+  private readonly webhookLog: { update_id: number; status: number; at: number }[] = [];
+  /** Wait before posting an update the webhook refused again (Telegram waits longer). */
+  webhookRetryMs = 100;
   private readonly sentLog: SentMessage[] = [];
   private readonly editLog: EditedMessage[] = [];
   private readonly documentLog: SentDocument[] = [];
@@ -825,6 +829,11 @@ export class FakeTelegram {
     return this.commandSets.get(commandKey(scope, languageCode)) ?? [];
   }
 
+  /** Every POST of an update to the webhook: its update_id and the HTTP status (0: no answer). */
+  get webhookDeliveries(): readonly { update_id: number; status: number; at: number }[] {
+    return this.webhookLog;
+  }
+
   /** What setWebhook set (undefined after deleteWebhook or before any setWebhook). */
   get webhook(): WebhookRecord | undefined {
     return this.webhookState;
@@ -883,6 +892,7 @@ export class FakeTelegram {
     this.pending.push(full);
     this.pending.sort((a, b) => a.update_id - b.update_id);
     this.deliverToPoll();
+    this.deliverToWebhook();
     this.changed();
     return full;
   }
@@ -1171,6 +1181,7 @@ export class FakeTelegram {
     if (maxConnections !== undefined) record.max_connections = maxConnections;
     if (drop) this.pending = [];
     this.webhookState = record;
+    queueMicrotask(() => this.deliverToWebhook());
     const poll = this.poll;
     this.poll = undefined;
     if (poll) {
@@ -1239,6 +1250,51 @@ export class FakeTelegram {
   private select(limit: number, allowed: readonly string[]): FakeUpdate[] {
     const matching = allowed.length === 0 ? this.pending : this.pending.filter((u) => allowed.includes(updateKind(u) ?? ''));
     return matching.slice(0, limit);
+  }
+
+  /**
+   * While a webhook is set, pending updates are POSTed to it one at a time, oldest first, with the
+   * secret token header, as Telegram does; an update leaves the queue when the bot answers 2xx, and
+   * is sent again after `webhookRetryMs` otherwise.
+   */
+  private deliverToWebhook(): void {
+    if (this.webhookBusy) return;
+    this.webhookBusy = true;
+    void (async () => {
+      try {
+        for (;;) {
+          const hook = this.webhookState;
+          const update = this.pending[0];
+          if (!hook || !update || this.closed) return;
+          let status = 0;
+          try {
+            const response = await fetch(hook.url, {
+              method: 'POST',
+              headers: {
+                'content-type': 'application/json',
+                ...(hook.secret_token !== undefined ? { 'x-telegram-bot-api-secret-token': hook.secret_token } : {}),
+              },
+              body: JSON.stringify(update),
+              signal: AbortSignal.timeout(10_000),
+            });
+            status = response.status;
+            await response.arrayBuffer();
+          } catch {
+            status = 0;
+          }
+          this.webhookLog.push({ update_id: update.update_id, status, at: Date.now() });
+          if (status >= 200 && status < 300) {
+            this.pending = this.pending.filter((u) => u.update_id !== update.update_id);
+            this.confirmed = Math.max(this.confirmed, update.update_id + 1);
+          } else {
+            await new Promise((resolve) => setTimeout(resolve, this.webhookRetryMs));
+          }
+          this.changed();
+        }
+      } finally {
+        this.webhookBusy = false;
+      }
+    })();
   }
 
   private deliverToPoll(): void {

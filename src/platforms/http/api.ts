@@ -39,6 +39,8 @@ export interface ApiServices {
   readonly subscriptions: Subscriptions;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Routes other roles of this process serve on the api's server (the Telegram webhook). */
+  readonly extraRoutes?: readonly ((app: FastifyInstance) => void)[];
   readonly config: {
     readonly apiKeys: ReadonlyMap<string, string>;
     readonly adminUsers: ReadonlySet<string>;
@@ -100,5 +102,6 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
   registerConfirmationRoutes(app, services.agent.confirmations);
   registerSubscriptionRoutes(app, services.subscriptions);
   registerMessageRoutes(app, new Inbox(services.store, services.config.taskTtlMs));
+  for (const register of services.extraRoutes ?? []) register(app);
   return app;
 }

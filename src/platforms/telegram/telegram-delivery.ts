@@ -27,6 +27,7 @@ import type { InlineKeyboardMarkup } from 'telegraf/types';
 import { parseAddress } from '../../core/address.ts';
 import type { Envelope, ReplyBody } from '../../core/envelope.ts';
 import { KeyedSerial } from '../../core/keyed-serial.ts';
+import { apiSignal, type ApiSignal } from './telegram-client.ts';
 import { PermanentError, TransientError, ValidationError, errorMessage } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Store } from '../../store/store.ts';
@@ -37,12 +38,6 @@ export const DEFAULT_MAX_CHUNKS = 8;
 export const LONG_ANSWER_NOTICE = 'The answer is long; here it is as a file.';
 const DAY_MS = 86_400_000;
 const CALLBACK_DATA_MAX_BYTES = 64;
-
-/** telegraf types its `signal` option with the old abort-controller shim; node-fetch takes Node's own. */
-type ApiSignal = NonNullable<NonNullable<Parameters<Telegram['callApi']>[2]>['signal']>;
-function apiSignal(signal: AbortSignal): ApiSignal {
-  return signal as unknown as ApiSignal;
-}
 
 export interface TelegramRetryOptions {
   /** Retries of one request after a 5xx or network error (default 4). */

@@ -1,9 +1,9 @@
-import { Telegram } from 'telegraf';
 import type { Subscription } from '../../bus/bus.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import { senderQueue } from '../../bus/topology.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Store } from '../../store/store.ts';
+import { telegramClient } from './telegram-client.ts';
 import { TelegramDelivery } from './telegram-delivery.ts';
 
 export interface TelegramSenderOptions {
@@ -24,7 +24,7 @@ export class TelegramSender {
 
   constructor(private readonly options: TelegramSenderOptions) {
     this.delivery = new TelegramDelivery({
-      telegram: new Telegram(options.token, { apiRoot: options.apiRoot }),
+      telegram: telegramClient(options.token, options.apiRoot),
       store: options.store,
       logger: options.logger,
       maxChunks: options.maxChunks,

@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeOpenAi, lastUserText } from '../fakes/fake-openai.ts';
+import { FakeTelegram } from '../fakes/fake-telegram.ts';
+import { MODES, startSwitchboard, type Harness } from '../helpers/switchboard.ts';
+
+const BOT = 'switchboard_bot';
+
+describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
+  let telegram: FakeTelegram;
+  let llm: FakeOpenAi;
+  let sb: Harness;
+
+  beforeAll(async () => {
+    [telegram, llm] = await Promise.all([FakeTelegram.start({ botUsername: BOT }), FakeOpenAi.start()]);
+    sb = await startSwitchboard({
+      mode,
+      env: {
+        TELEGRAM_BOT_TOKEN: telegram.token,
+        TELEGRAM_API_ROOT: telegram.apiRoot,
+        OPENAI_API_KEY: 'sk-test',
+        OPENAI_BASE_URL: llm.baseURL,
+        ADMIN_USERS: 'http:ops,telegram:424242',
+      },
+    });
+  });
+  afterAll(async () => {
+    await sb.stop();
+    await Promise.all([telegram.close(), llm.close()]);
+  });
+
+  /** Texts the LLM was asked, as the person's last message. */
+  const asked = (): string[] => llm.requests.map(lastUserText);
+
+  it('a private message goes to the LLM and its answer comes back to the chat; the update is then confirmed', async () => {
+    const update = telegram.sendText({ chatId: 5001, text: 'What is <b> & _why_?' });
+    await telegram.waitUntil(() => telegram.messagesTo(5001).length > 0, 10_000);
+    expect(telegram.messagesTo(5001)).toEqual(['echo: What is &lt;b&gt; &amp; <i>why</i>?']);
+    expect(asked()).toContain('What is <b> & _why_?');
+    await telegram.waitUntil(() => telegram.confirmedOffset > update.update_id, 35_000);
+  });
+
+  it('registers the commands for private chats, groups and each administrator, and /start greets', async () => {
+    const names = (commands: readonly { command: string }[]) => commands.map((c) => c.command);
+    expect(names(telegram.commandsFor({ type: 'all_private_chats' }))).toEqual(expect.arrayContaining(['help', 'start', 'env', 'login']));
+    const group = names(telegram.commandsFor({ type: 'all_group_chats' }));
+    expect(group).toEqual(expect.arrayContaining(['help', 'start']));
+    expect(group).not.toContain('env');
+    expect(names(telegram.commandsFor({ type: 'chat', chat_id: 424242 }))).toContain('plugin');
+    expect(names(telegram.commandsFor({ type: 'all_private_chats' }))).not.toContain('plugin');
+
+    telegram.sendText({ chatId: 5002, text: '/start' });
+    await telegram.waitUntil(() => telegram.messagesTo(5002).length > 0, 10_000);
+    expect(telegram.messagesTo(5002)[0]).toMatch(/^Hello! I am an assistant/);
+    expect(telegram.messagesTo(5002)[0]).toContain('/help');
+  });
+
+  it('in a group only a mention, a reply to the bot or a command for this bot is answered', async () => {
+    const group = -100_700_1;
+    const before = llm.requests.length;
+    telegram.sendText({ chatId: group, text: 'people talking among themselves' });
+    telegram.sendText({ chatId: group, text: '/help@other_bot' });
+    telegram.sendText({ chatId: group, text: `@${BOT} what is the time?` });
+    telegram.sendText({ chatId: group, text: 'and a reply to the bot', replyToBot: true });
+    telegram.sendText({ chatId: group, text: `/clear@${BOT}` });
+    telegram.sendText({ chatId: group, text: 'more chatter' });
+    telegram.sendText({ chatId: group, text: '/help' });
+    await telegram.waitUntil(() => telegram.messagesTo(group).length >= 4, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const sent = telegram.messagesTo(group);
+    expect(sent).toHaveLength(4);
+    expect(sent[0]).toBe('echo: what is the time?');
+    expect(sent[1]).toBe('echo: and a reply to the bot');
+    expect(sent[2]).toMatch(/forgotten this conversation/);
+    expect(sent[3]).toMatch(/^Commands:/);
+    expect(asked().slice(before)).toEqual(['what is the time?', 'and a reply to the bot']);
+  });
+
+  it('a photo and a document arrive as attachments with their caption', async () => {
+    telegram.sendPhoto({ chatId: 5003, caption: 'what is in this picture?' });
+    await telegram.waitUntil(() => telegram.messagesTo(5003).length > 0, 10_000);
+    const prompt = asked().find((text) => text.startsWith('what is in this picture?'));
+    expect(prompt).toMatch(/\[attached photo: image\/jpeg, \d+ bytes, file id AgAC\w+\]/);
+
+    telegram.sendDocument({ chatId: 5003, fileName: 'report.pdf', content: 'x'.repeat(1234) });
+    await telegram.waitUntil(() => telegram.messagesTo(5003).length > 1, 10_000);
+    expect(asked()).toContainEqual(expect.stringMatching(/^\[attached document: application\/pdf, 1234 bytes, file id \w+\]$/));
+  });
+
+  it('a pressed button sends its command as the person, and the press is answered', async () => {
+    telegram.sendText({ chatId: 5004, text: 'hi' });
+    await telegram.waitUntil(() => telegram.messagesTo(5004).length > 0, 10_000);
+    const press = telegram.pressButton({ chatId: 5004, data: '/help' });
+    await telegram.waitUntil(() => telegram.messagesTo(5004).length > 1, 10_000);
+    expect(telegram.messagesTo(5004)[1]).toMatch(/^Commands:/);
+    await telegram.waitUntil(() => telegram.callbackAnswers.some((a) => a.callback_query_id === press.callback_query?.id), 5000);
+  });
+
+  it('a backlog older than the limit gets one "I was offline" notice per chat, newer messages an answer', async () => {
+    const before = llm.requests.length;
+    const hourAgo = Math.floor(Date.now() / 1000) - 3600;
+    telegram.sendText({ chatId: 5005, text: 'old one', date: hourAgo });
+    telegram.sendText({ chatId: 5006, text: 'old two', date: hourAgo });
+    telegram.sendText({ chatId: 5005, text: 'old three', date: hourAgo + 60 });
+    telegram.sendText({ chatId: 5005, text: 'fresh' });
+    await telegram.waitUntil(() => telegram.messagesTo(5005).length >= 2 && telegram.messagesTo(5006).length >= 1, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    expect(telegram.messagesTo(5005)).toEqual([expect.stringMatching(/^Sorry, I was offline/), 'echo: fresh']);
+    expect(telegram.messagesTo(5006)).toEqual([expect.stringMatching(/^Sorry, I was offline/)]);
+    expect(asked().slice(before)).toEqual(['fresh']);
+  });
+});
