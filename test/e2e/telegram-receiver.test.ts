@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOpenAi, lastUserText } from '../fakes/fake-openai.ts';
 import { FakeTelegram } from '../fakes/fake-telegram.ts';
+import { freePort } from '../helpers/services.ts';
 import { MODES, startSwitchboard, type Harness } from '../helpers/switchboard.ts';
 
 const BOT = 'switchboard_bot';
@@ -109,5 +110,95 @@ describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
     expect(telegram.messagesTo(5005)).toEqual([expect.stringMatching(/^Sorry, I was offline/), 'echo: fresh']);
     expect(telegram.messagesTo(5006)).toEqual([expect.stringMatching(/^Sorry, I was offline/)]);
     expect(asked().slice(before)).toEqual(['fresh']);
+  });
+});
+
+describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) => {
+  let telegram: FakeTelegram;
+  let llm: FakeOpenAi;
+  let sb: Harness;
+  let hookUrl: string;
+
+  beforeAll(async () => {
+    [telegram, llm] = await Promise.all([FakeTelegram.start({ botUsername: BOT }), FakeOpenAi.start()]);
+    const port = await freePort();
+    hookUrl = `http://127.0.0.1:${port}/telegram/webhook`;
+    sb = await startSwitchboard({
+      mode,
+      env: {
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: String(port),
+        TELEGRAM_BOT_TOKEN: telegram.token,
+        TELEGRAM_API_ROOT: telegram.apiRoot,
+        TELEGRAM_MODE: 'webhook',
+        TELEGRAM_WEBHOOK_URL: hookUrl,
+        OPENAI_API_KEY: 'sk-test',
+        OPENAI_BASE_URL: llm.baseURL,
+      },
+    });
+  });
+  afterAll(async () => {
+    await sb.stop();
+    await Promise.all([telegram.close(), llm.close()]);
+  });
+
+  it('registers the webhook with a secret token, and a message posted to it is answered', async () => {
+    expect(telegram.webhook).toMatchObject({ url: hookUrl, allowed_updates: ['message', 'callback_query'] });
+    expect(telegram.webhook?.secret_token).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+    expect(telegram.callsOf('getUpdates')).toHaveLength(0);
+
+    const update = telegram.sendText({ chatId: 8001, text: 'through the webhook' });
+    await telegram.waitUntil(() => telegram.messagesTo(8001).length > 0, 10_000);
+    expect(telegram.messagesTo(8001)).toEqual(['echo: through the webhook']);
+    expect(telegram.webhookDeliveries.filter((d) => d.update_id === update.update_id).map((d) => d.status)).toEqual([200]);
+  });
+
+  it('refuses a post without the right secret token', async () => {
+    const body = JSON.stringify({ update_id: 1, message: { message_id: 1, date: 0, chat: { id: 8002, type: 'private' }, text: 'forged' } });
+    const attempts: Record<string, string>[] = [{}, { 'x-telegram-bot-api-secret-token': 'wrong' }];
+    for (const headers of attempts) {
+      const response = await fetch(hookUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      expect(response.status).toBe(401);
+    }
+    expect(llm.requests.map(lastUserText)).not.toContain('forged');
+  });
+
+  it('the same update posted twice (Telegram retrying) is answered once', async () => {
+    const secret = telegram.webhook?.secret_token ?? '';
+    const update = {
+      update_id: 990_001,
+      message: {
+        message_id: 77,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: 8003, type: 'private' },
+        from: { id: 8003, is_bot: false, first_name: 'Ann' },
+        text: 'say it once',
+      },
+    };
+    const post = () =>
+      fetch(hookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secret },
+        body: JSON.stringify(update),
+      });
+    expect((await post()).status).toBe(200);
+    expect((await post()).status).toBe(200);
+    await telegram.waitUntil(() => telegram.messagesTo(8003).length > 0, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(telegram.messagesTo(8003)).toEqual(['echo: say it once']);
+    expect(llm.requests.map(lastUserText).filter((t) => t === 'say it once')).toHaveLength(1);
+  });
+
+  it('a malformed update is answered 200 (sending it again would not help) and nothing else stops', async () => {
+    const secret = telegram.webhook?.secret_token ?? '';
+    const response = await fetch(hookUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secret },
+      body: JSON.stringify({ update_id: 'not a number', message: 42 }),
+    });
+    expect(response.status).toBe(200);
+    telegram.sendText({ chatId: 8004, text: 'still here?' });
+    await telegram.waitUntil(() => telegram.messagesTo(8004).length > 0, 10_000);
+    expect(telegram.messagesTo(8004)).toEqual(['echo: still here?']);
   });
 });

@@ -113,7 +113,10 @@ describe('MemoryBus failures', () => {
       { prefetch: 2 },
     );
     await waitFor(() => order.length === 6);
-    expect(order).toEqual(['0', '1', '0', '1', '2', '3']);
+    // The requeued '0' comes back first; when the held '1' comes back relative to '2' and '3' depends
+    // on which timer fires first under load, so only that every message arrives is asserted after it.
+    expect(order.slice(0, 3)).toEqual(['0', '1', '0']);
+    expect([...order].sort()).toEqual(['0', '0', '1', '1', '2', '3']);
     await bus.close();
   });
 });

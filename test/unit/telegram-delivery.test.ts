@@ -282,6 +282,23 @@ describe('TelegramDelivery', () => {
     expect(fake.callsOf('sendMessage')).toHaveLength(1);
   });
 
+  it('follows a group that became a supergroup: this reply and the later ones go to the new chat', async () => {
+    const oldGroup = -4501;
+    const supergroup = -1_000_000_004_501;
+    fake.failNext('sendMessage', 1, {
+      error_code: 400,
+      description: 'Bad Request: group chat was upgraded to a supergroup chat',
+      migrate_to_chat_id: supergroup,
+    });
+    const sender = delivery();
+
+    expect(await sender.deliver(reply(oldGroup, 'first'))).toEqual({ outcome: 'delivered', sent: 1, skipped: 0 });
+    await sender.deliver(reply(oldGroup, 'second'));
+
+    expect(sentTo(supergroup).map((m) => m.text)).toEqual(['first', 'second']);
+    expect(fake.callsOf('sendMessage').filter((c) => c.params.chat_id === oldGroup)).toHaveLength(1);
+  });
+
   it('dead-letters a message Telegram refuses for what it is', async () => {
     fake.failNext('sendMessage', 1, { error_code: 400, description: 'Bad Request: message is too long' });
 

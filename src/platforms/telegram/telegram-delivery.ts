@@ -92,6 +92,10 @@ interface Context {
   readonly log: Logger;
 }
 
+/** Store keys of groups that moved to a supergroup (old id → new id), kept for a year. */
+const MIGRATED_PREFIX = 'tg:migrated:';
+const MIGRATION_TTL_MS = 365 * DAY_MS;
+
 /** Telegram said no for a reason that concerns the chat itself, not the message: retrying cannot help. */
 const CHAT_REFUSED =
   /chat not found|user not found|deactivated|blocked|kicked|not a member|upgraded to a supergroup|have no rights|not enough rights|need administrator rights|CHAT_WRITE_FORBIDDEN|CHAT_RESTRICTED|PEER_ID_INVALID|TOPIC_CLOSED|can't initiate conversation/i;
@@ -131,7 +135,7 @@ export class TelegramDelivery {
    * (not a Telegram reply or status). Resolves when everything was sent, or the chat refused it.
    */
   async deliver(envelope: Envelope): Promise<DeliveryReport> {
-    const target = chatTarget(envelope);
+    const target = await this.migrated(chatTarget(envelope));
     const log = this.options.logger.child({ envelopeId: envelope.id, chainId: envelope.chainId, chat: target.key });
     const { body } = envelope;
     switch (body.kind) {
@@ -172,7 +176,7 @@ export class TelegramDelivery {
       }
       let messageId: number;
       try {
-        messageId = await this.sendPart(part, i === parts.length - 1 ? markup : undefined, ctx);
+        ({ messageId, ctx } = await this.sendFollowingMigration(part, i === parts.length - 1 ? markup : undefined, ctx));
       } catch (err) {
         if (!(err instanceof TelegramError)) throw err;
         if (chatRefused(err)) {
@@ -193,6 +197,33 @@ export class TelegramDelivery {
     }
     ctx.log.info({ sent, skipped, parts: parts.length, asDocument: parts.some((p) => p.kind === 'document') }, 'reply delivered');
     return { outcome: 'delivered', sent, skipped };
+  }
+
+  /**
+   * Sends one part; when the group turned into a supergroup (Telegram answers with the new chat id),
+   * sends it there and remembers the move for the chat's later messages.
+   */
+  private async sendFollowingMigration(
+    part: Part,
+    markup: InlineKeyboardMarkup | undefined,
+    ctx: Context,
+  ): Promise<{ messageId: number; ctx: Context }> {
+    try {
+      return { messageId: await this.sendPart(part, markup, ctx), ctx };
+    } catch (err) {
+      const movedTo = err instanceof TelegramError ? err.parameters?.migrate_to_chat_id : undefined;
+      if (movedTo === undefined || movedTo === ctx.target.chatId) throw err;
+      await this.options.store.set(`${MIGRATED_PREFIX}${ctx.target.key}`, String(movedTo), { ttlMs: MIGRATION_TTL_MS });
+      ctx.log.info({ to: movedTo }, 'the group is now a supergroup with a new id; delivering there');
+      const moved: Context = { ...ctx, target: { chatId: movedTo, key: String(movedTo), group: true } };
+      return { messageId: await this.sendPart(part, markup, moved), ctx: moved };
+    }
+  }
+
+  /** Where a chat's messages go now: a group that became a supergroup has a new id. */
+  private async migrated(target: ChatTarget): Promise<ChatTarget> {
+    const movedTo = await this.options.store.get(`${MIGRATED_PREFIX}${target.key}`);
+    return movedTo === null ? target : { chatId: Number(movedTo), key: movedTo, group: true };
   }
 
   /** The messages of a reply, in order. Deterministic, so a redelivery maps chunk indexes to the same texts. */

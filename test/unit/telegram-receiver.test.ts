@@ -1,0 +1,271 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EnvelopeBus } from '../../src/bus/envelope-bus.ts';
+import { MemoryBus } from '../../src/bus/memory-bus.ts';
+import type { Envelope } from '../../src/core/envelope.ts';
+import { TransientError } from '../../src/core/errors.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import { Metrics } from '../../src/core/metrics.ts';
+import { readUpdate, type BotIdentity } from '../../src/platforms/telegram/inbound.ts';
+import { telegramClient } from '../../src/platforms/telegram/telegram-client.ts';
+import { TelegramInbox } from '../../src/platforms/telegram/telegram-inbox.ts';
+import { TelegramPolling } from '../../src/platforms/telegram/telegram-polling.ts';
+import { TelegramUpdateSchema, type TelegramUpdate } from '../../src/platforms/telegram/update-schema.ts';
+import type { Store } from '../../src/store/store.ts';
+import { FakeTelegram } from '../fakes/fake-telegram.ts';
+import { memoryStores } from '../helpers/memory-stores.ts';
+
+const bot: BotIdentity = { id: 7000000001, username: 'switchboard_bot' };
+const now = Math.floor(Date.now() / 1000);
+
+function update(fields: Record<string, unknown>, id = 1): TelegramUpdate {
+  return TelegramUpdateSchema.parse({ update_id: id, ...fields });
+}
+
+function message(chat: { id: number; type: string }, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { message: { message_id: 10, date: now, chat, from: { id: 42, is_bot: false, first_name: 'Ann', last_name: 'Lee' }, ...extra } };
+}
+
+const privateChat = { id: 42, type: 'private' };
+const group = { id: -100123, type: 'supergroup' };
+
+describe('readUpdate: which updates are for the bot', () => {
+  it('a private text goes to the agent as the person, from the chat', () => {
+    const inbound = readUpdate(update(message(privateChat, { text: 'hello' })), bot);
+    expect(inbound).toMatchObject({
+      kind: 'message',
+      chatId: 42,
+      sentAt: now * 1000,
+      message: { from: 'telegram:42', user: { id: 'telegram:42', name: 'Ann Lee' }, text: 'hello', chatType: 'private' },
+    });
+  });
+
+  it('the same update always gives the same envelope id; another update another', () => {
+    const a = readUpdate(update(message(privateChat, { text: 'hello' }), 5), bot);
+    const b = readUpdate(update(message(privateChat, { text: 'hello' }), 5), bot);
+    const c = readUpdate(update(message(privateChat, { text: 'hello' }), 6), bot);
+    if (a.kind !== 'message' || b.kind !== 'message' || c.kind !== 'message') throw new Error('expected messages');
+    expect(a.message.id).toBe(b.message.id);
+    expect(c.message.id).not.toBe(a.message.id);
+  });
+
+  it('in a group: ignored unless a mention, a text mention, a reply to the bot or a command for it', () => {
+    const kind = (extra: Record<string, unknown>) => readUpdate(update(message(group, extra)), bot).kind;
+    expect(kind({ text: 'chatter' })).toBe('ignored');
+    expect(kind({ text: 'hi @someone_else', entities: [{ type: 'mention', offset: 3, length: 13 }] })).toBe('ignored');
+    expect(kind({ text: 'reply to a person', reply_to_message: { message_id: 3, from: { id: 9, is_bot: false, first_name: 'Bo' } } })).toBe(
+      'ignored',
+    );
+    expect(kind({ text: 'hi @Switchboard_Bot', entities: [{ type: 'mention', offset: 3, length: 16 }] })).toBe('message');
+    expect(kind({ text: 'hi Bot', entities: [{ type: 'text_mention', offset: 3, length: 3, user: { id: bot.id, is_bot: true } }] })).toBe(
+      'message',
+    );
+    expect(kind({ text: 'a reply', reply_to_message: { message_id: 3, from: { id: bot.id, is_bot: true, first_name: 'SB' } } })).toBe(
+      'message',
+    );
+    expect(kind({ text: '/help' })).toBe('message');
+    expect(kind({ text: '/help@SWITCHBOARD_BOT' })).toBe('message');
+    expect(kind({ text: '/help@other_bot' })).toBe('ignored');
+  });
+
+  it('a command for another bot is ignored in private chats too', () => {
+    expect(readUpdate(update(message(privateChat, { text: '/start@other_bot' })), bot)).toMatchObject({ kind: 'ignored' });
+  });
+
+  it('the mention is taken out of the text, and /cmd@thisbot becomes /cmd', () => {
+    const mention = readUpdate(
+      update(message(group, { text: '@switchboard_bot  what time is it?', entities: [{ type: 'mention', offset: 0, length: 16 }] })),
+      bot,
+    );
+    expect(mention).toMatchObject({ message: { text: 'what time is it?', chatType: 'group' } });
+    const command = readUpdate(update(message(group, { text: '/Remind@switchboard_bot  in 5 min: tea' })), bot);
+    expect(command).toMatchObject({ message: { text: '/remind in 5 min: tea', command: { name: 'remind', args: 'in 5 min: tea' } } });
+  });
+
+  it('channel posts, bots and messages with nothing to read are ignored', () => {
+    expect(readUpdate(update(message({ id: -100, type: 'channel' }, { text: 'post' })), bot).kind).toBe('ignored');
+    const fromBot = {
+      message: { message_id: 1, date: now, chat: privateChat, from: { id: 5, is_bot: true, first_name: 'B' }, text: 'hi' },
+    };
+    expect(readUpdate(update(fromBot), bot).kind).toBe('ignored');
+    expect(readUpdate(update(message(privateChat, { sticker: { file_id: 'x' } })), bot).kind).toBe('ignored');
+    expect(readUpdate(update({ edited_message: { message_id: 1 } }), bot).kind).toBe('ignored');
+  });
+
+  it('a photo becomes its largest size as an attachment, a document keeps its type and size, the caption is the text', () => {
+    const photo = readUpdate(
+      update(
+        message(privateChat, {
+          caption: 'look',
+          photo: [
+            { file_id: 'small', width: 90, height: 90, file_size: 100 },
+            { file_id: 'large', width: 1280, height: 1280, file_size: 90_000 },
+          ],
+        }),
+      ),
+      bot,
+    );
+    expect(photo).toMatchObject({
+      message: { text: 'look', attachments: [{ kind: 'photo', fileId: 'large', mime: 'image/jpeg', size: 90_000, caption: 'look' }] },
+    });
+    const document = readUpdate(
+      update(message(privateChat, { document: { file_id: 'doc', mime_type: 'application/pdf', file_size: 12 } })),
+      bot,
+    );
+    expect(document).toMatchObject({
+      message: { text: '', attachments: [{ kind: 'document', fileId: 'doc', mime: 'application/pdf', size: 12 }] },
+    });
+  });
+
+  it('a button press is the command in its data, in the chat of the message that carried it; never stale', () => {
+    const press = readUpdate(
+      update({
+        callback_query: {
+          id: 'cb1',
+          from: { id: 42, is_bot: false, first_name: 'Ann' },
+          message: { message_id: 3, date: now - 86_400, chat: group },
+          data: '/confirm f-1',
+        },
+      }),
+      bot,
+    );
+    expect(press).toMatchObject({
+      kind: 'message',
+      callbackQueryId: 'cb1',
+      sentAt: undefined,
+      message: { from: 'telegram:-100123', user: { id: 'telegram:42' }, text: '/confirm f-1', command: { name: 'confirm', args: 'f-1' } },
+    });
+    const inline = readUpdate(update({ callback_query: { id: 'cb2', from: { id: 42, first_name: 'Ann' }, data: '/x' } }), bot);
+    expect(inline).toMatchObject({ kind: 'ignored', callbackQueryId: 'cb2' });
+  });
+});
+
+/** Records what would go on the bus; `failures` publishes fail first, `hold` makes one text wait. */
+class RecordingBus extends EnvelopeBus {
+  readonly published: Envelope[] = [];
+  failures = 0;
+  hold: { text: string; until: Promise<void> } | undefined;
+
+  override async publish(envelope: Envelope): Promise<void> {
+    if (this.failures > 0) {
+      this.failures -= 1;
+      throw new TransientError('the bus is unreachable');
+    }
+    if (this.hold && envelope.body.kind === 'message' && envelope.body.text === this.hold.text) await this.hold.until;
+    this.published.push(envelope);
+  }
+
+  texts(): string[] {
+    return this.published.map((e) => (e.body.kind === 'message' || e.body.kind === 'reply' ? e.body.text : e.body.kind));
+  }
+}
+
+describe('the durable inbox', () => {
+  const openStore = memoryStores();
+  let telegram: FakeTelegram;
+  let memoryBus: MemoryBus;
+  let bus: RecordingBus;
+  let store: Store;
+
+  beforeEach(async () => {
+    telegram = await FakeTelegram.start();
+    memoryBus = await MemoryBus.open({ logger: silentLogger() });
+    bus = new RecordingBus(memoryBus, 4);
+    store = await openStore();
+  });
+  afterEach(async () => {
+    await telegram.close();
+    await memoryBus.close();
+  });
+
+  function inbox(metrics?: Metrics): TelegramInbox {
+    return new TelegramInbox({
+      bus,
+      store,
+      telegram: telegramClient(telegram.token, telegram.apiRoot),
+      bot,
+      maxUpdateAgeMs: 600_000,
+      logger: silentLogger(),
+      ...(metrics ? { metrics } : {}),
+    });
+  }
+
+  function polling(box: TelegramInbox): TelegramPolling {
+    return new TelegramPolling({
+      telegram: telegramClient(telegram.token, telegram.apiRoot),
+      inbox: box,
+      logger: silentLogger(),
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+    });
+  }
+
+  it('an update handled twice is published once; stale ones give one notice per chat; malformed ones are skipped', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const box = inbox(metrics);
+    const hello = telegram.sendText({ chatId: 42, text: 'hello' });
+    await box.handle(hello);
+    await box.handle(hello);
+    await box.handle(telegram.sendText({ chatId: 43, text: 'old', date: now - 3600 }));
+    await box.handle(telegram.sendText({ chatId: 43, text: 'older', date: now - 7200 }));
+    await box.handle({ update_id: 'x', message: 'not a message' });
+    expect(bus.texts()).toEqual(['hello', expect.stringMatching(/^Sorry, I was offline .* more than 10 min ago/)]);
+    expect(bus.published[1]?.to).toEqual(['telegram:43']);
+    const counts = await metrics.registry.getSingleMetricAsString('switchboard_telegram_updates_total');
+    expect(counts).toContain('outcome="published"} 1');
+    expect(counts).toContain('outcome="duplicate"} 1');
+    expect(counts).toContain('outcome="stale"} 2');
+    expect(counts).toContain('outcome="malformed"} 1');
+  });
+
+  it('a batch is confirmed to Telegram only after the bus confirmed its envelopes; an outage is waited out', async () => {
+    bus.failures = 3;
+    const first = telegram.sendText({ chatId: 42, text: 'during the outage' });
+    const poller = polling(inbox());
+    poller.start();
+    try {
+      await expect.poll(() => bus.failures, { timeout: 5000, interval: 1 }).toBe(1);
+      expect(telegram.confirmedOffset).toBeLessThanOrEqual(first.update_id);
+      await expect.poll(() => bus.published.length, { timeout: 5000 }).toBe(1);
+      telegram.sendText({ chatId: 42, text: 'after it' });
+      await expect.poll(() => bus.published.length, { timeout: 5000 }).toBe(2);
+      await telegram.waitUntil(() => telegram.confirmedOffset > first.update_id, 5000);
+    } finally {
+      await poller.stop();
+    }
+    expect(bus.texts()).toEqual(['during the outage', 'after it']);
+    expect(telegram.pendingUpdates).toHaveLength(0);
+  });
+
+  it('a receiver killed between publishing and confirming: the next one gets the batch again and publishes none of it twice', async () => {
+    // Hold the getUpdates that would confirm the batch, as if the process died before sending it.
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    telegram.respondWith('getUpdates', async (params) => {
+      if (typeof params.offset !== 'number' || params.offset <= 0) return undefined;
+      await gate;
+      return { result: [] };
+    });
+    const first = telegram.sendText({ chatId: 42, text: 'one' });
+    telegram.sendText({ chatId: 43, text: 'two' });
+    telegram.sendText({ chatId: 42, text: 'three' });
+    const dying = polling(inbox());
+    dying.start();
+    await telegram.waitUntil(() =>
+      telegram.callsOf('getUpdates').some((call) => typeof call.params.offset === 'number' && call.params.offset > first.update_id),
+    );
+    await dying.abort();
+    release();
+    expect(telegram.confirmedOffset).toBeLessThanOrEqual(first.update_id);
+    expect(telegram.pendingUpdates).toHaveLength(3);
+
+    telegram.respondWith('getUpdates', undefined);
+    const next = polling(inbox());
+    next.start();
+    try {
+      await telegram.waitUntil(() => telegram.pendingUpdates.length === 0, 5000);
+    } finally {
+      await next.stop();
+    }
+    expect(bus.texts()).toEqual(['one', 'two', 'three']);
+  });
+});
