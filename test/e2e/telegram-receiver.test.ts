@@ -1,10 +1,12 @@
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeOpenAi, lastUserText } from '../fakes/fake-openai.ts';
+import { FakeOpenAi, echo, lastUserText, toolResults } from '../fakes/fake-openai.ts';
 import { FakeTelegram } from '../fakes/fake-telegram.ts';
 import { freePort } from '../helpers/services.ts';
 import { MODES, startSwitchboard, type Harness } from '../helpers/switchboard.ts';
 
 const BOT = 'switchboard_bot';
+const FIXTURE_PLUGINS = path.resolve(import.meta.dirname, '../fixtures/plugins');
 
 describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
   let telegram: FakeTelegram;
@@ -21,6 +23,7 @@ describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
         OPENAI_API_KEY: 'sk-test',
         OPENAI_BASE_URL: llm.baseURL,
         ADMIN_USERS: 'http:ops,telegram:424242',
+        PLUGINS_DIRS: FIXTURE_PLUGINS,
       },
     });
   });
@@ -95,6 +98,37 @@ describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
     await telegram.waitUntil(() => telegram.messagesTo(5004).length > 1, 10_000);
     expect(telegram.messagesTo(5004)[1]).toMatch(/^Commands:/);
     await telegram.waitUntil(() => telegram.callbackAnswers.some((a) => a.callback_query_id === press.callback_query?.id), 5000);
+  });
+
+  it('a tool that needs /confirm asks with buttons; pressing Confirm runs it once and the chain answers', async () => {
+    llm.respond((request) => {
+      if (toolResults(request).length > 0) return { text: `finished: ${toolResults(request)[0]?.content ?? ''}` };
+      if (lastUserText(request) === 'wipe the disk') return { toolCalls: [{ name: 'dangerous', arguments: { target: 'disk' } }] };
+      return echo(request, 0);
+    });
+    try {
+      telegram.sendText({ chatId: 5007, text: 'wipe the disk' });
+      await telegram.waitUntil(() => telegram.sent.some((m) => m.chat_id === 5007 && m.reply_markup !== undefined), 10_000);
+      const question = telegram.sent.find((m) => m.chat_id === 5007 && m.reply_markup !== undefined);
+      const buttons = (question?.reply_markup as { inline_keyboard: { text: string; callback_data: string }[][] }).inline_keyboard.flat();
+      expect(buttons.map((b) => b.text)).toEqual(['Confirm', 'Cancel']);
+      const confirm = buttons[0]?.callback_data ?? '';
+      expect(confirm).toMatch(/^\/confirm \S+$/);
+
+      telegram.pressButton({ chatId: 5007, data: confirm, messageId: question?.message_id });
+      await telegram.waitUntil(() => telegram.messagesTo(5007).some((t) => t.startsWith('finished:')), 10_000);
+      expect(telegram.messagesTo(5007).at(-1)).toBe('finished: done to disk');
+
+      // The same button pressed again decides nothing twice.
+      telegram.pressButton({ chatId: 5007, data: confirm, messageId: question?.message_id });
+      await telegram.waitUntil(
+        () => telegram.messagesTo(5007).length > 2 && !telegram.messagesTo(5007).at(-1)?.startsWith('finished:'),
+        10_000,
+      );
+      expect(telegram.messagesTo(5007).filter((t) => t.startsWith('finished:'))).toHaveLength(1);
+    } finally {
+      llm.respond(echo);
+    }
   });
 
   it('a backlog older than the limit gets one "I was offline" notice per chat, newer messages an answer', async () => {
@@ -200,5 +234,17 @@ describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) =
     telegram.sendText({ chatId: 8004, text: 'still here?' });
     await telegram.waitUntil(() => telegram.messagesTo(8004).length > 0, 10_000);
     expect(telegram.messagesTo(8004)).toEqual(['echo: still here?']);
+  });
+});
+
+describe('receiver:telegram configuration', () => {
+  it.each([
+    [{ TELEGRAM_MODE: 'webhook' }, /TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL/],
+    [{ TELEGRAM_MODE: 'webhook', TELEGRAM_WEBHOOK_URL: 'https://bot.example.com/' }, /give it a path of its own/],
+    [{ TELEGRAM_MODE: 'webhook', TELEGRAM_WEBHOOK_URL: 'https://bot.example.com/v1/hook' }, /give it a path of its own/],
+  ])('refuses to start with %j', async (env, message) => {
+    await expect(startSwitchboard({ env: { TELEGRAM_BOT_TOKEN: '1:x', TELEGRAM_API_ROOT: 'http://127.0.0.1:9', ...env } })).rejects.toThrow(
+      message,
+    );
   });
 });

@@ -33,6 +33,10 @@ describe('configuration', () => {
     ['QUOTA_TZ', 'Mars/Olympus_Mons'],
     ['QUOTA_PUBLIC_REQUESTS_PER_DAY', '-1'],
     ['QUOTA_PUBLIC_TOKENS_PER_DAY', 'lots'],
+    ['TELEGRAM_MODE', 'push'],
+    ['TELEGRAM_WEBHOOK_URL', 'bot.example.com/hook'],
+    ['TELEGRAM_WEBHOOK_SECRET', 'has spaces and $'],
+    ['TELEGRAM_MAX_UPDATE_AGE', '0'],
   ])('stops with a message naming %s when it is %j', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}:`));

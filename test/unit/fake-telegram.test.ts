@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Telegraf, Telegram, TelegramError } from 'telegraf';
 import { message } from 'telegraf/filters';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -274,6 +276,42 @@ describe('FakeTelegram through telegraf', () => {
     const second = telegram.getUpdates(0, 100, 0, undefined);
     expect((await apiError(first)).code).toBe(409);
     expect(await second).toEqual([]);
+  });
+
+  it('posts pending updates to a set webhook with the secret token, again until answered 2xx', async () => {
+    const received: { updateId: number; secret: string | undefined }[] = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const secret = req.headers['x-telegram-bot-api-secret-token'];
+        received.push({
+          updateId: (JSON.parse(body) as { update_id: number }).update_id,
+          secret: typeof secret === 'string' ? secret : undefined,
+        });
+        res.writeHead(received.length === 1 ? 500 : 200).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      fake.webhookRetryMs = 20;
+      const first = fake.sendText({ chatId: 7, text: 'waiting before the hook' });
+      await telegram.setWebhook(`http://127.0.0.1:${port}/hook`, { secret_token: 'sekret_1' });
+      const second = fake.sendText({ chatId: 7, text: 'after' });
+      await fake.waitUntil(() => fake.pendingUpdates.length === 0, 5000);
+      expect(received).toEqual([
+        { updateId: first.update_id, secret: 'sekret_1' },
+        { updateId: first.update_id, secret: 'sekret_1' },
+        { updateId: second.update_id, secret: 'sekret_1' },
+      ]);
+      expect(fake.webhookDeliveries.map((d) => d.status)).toEqual([500, 200, 200]);
+      expect(fake.confirmedOffset).toBe(second.update_id + 1);
+      await expect(apiError(telegram.getUpdates(0, 100, 0, undefined))).resolves.toMatchObject({ code: 409 });
+    } finally {
+      await telegram.deleteWebhook();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('closes held long polls on close() so nothing hangs', async () => {
