@@ -8,14 +8,17 @@ import { runDlqCommand } from './dlq-command.ts';
 import { parseRoles } from './roles.ts';
 
 const USAGE = `Usage:
-  switchboard start [--role all|api|worker|sender:http[,...]]
+  switchboard start [--role all|api|worker|sender:http|sender:telegram|receiver:telegram|receiver:rss[,...]]
   switchboard dlq list [--limit N]
   switchboard dlq replay <messageId> | --all
 
 Roles (default: all, every role in one process):
-  api           the HTTP API (receiver of tasks)
-  worker        the agent: commands and the LLM
-  sender:http   records replies on API tasks and calls callback URLs
+  api                 the HTTP API (receiver of tasks)
+  worker              the agent: commands and the LLM
+  sender:http         records replies on API tasks and calls callback URLs
+  sender:telegram     delivers answers to Telegram chats (needs TELEGRAM_BOT_TOKEN)
+  receiver:telegram   the Telegram bot's inbox: polling or webhook (needs TELEGRAM_BOT_TOKEN)
+  receiver:rss        polls subscribed feeds and fans new items out to their chats
 
 Configuration comes from environment variables (and ./.env if present); see README.md.`;
 

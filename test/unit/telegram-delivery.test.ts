@@ -242,6 +242,38 @@ describe('TelegramDelivery', () => {
     expect(fake.sent).toHaveLength(0);
   });
 
+  it('repeats "typing" while the chain runs, and stops when another sender delivers its answer', async () => {
+    const node = newMessageEnvelope({ from: 'telegram:1801', user: { id: 'telegram:1801' }, text: 'question' });
+    const running = emitted(node, 0, 'telegram:1801', { kind: 'status', status: 'running' });
+    const answer = emitted(node, 1, 'telegram:1801', { kind: 'reply', text: 'the answer', format: 'markdown', status: 'done' });
+    const typings = () => fake.chatActions.filter((a) => a.chat_id === 1801).length;
+
+    await delivery({ typing: { repeatMs: 300 } }).deliver(running);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(typings()).toBeGreaterThanOrEqual(3);
+
+    await delivery().deliver(answer);
+    const after = typings();
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    expect(typings()).toBe(after);
+    expect(sentTo(1801).map((m) => m.text)).toEqual(['the answer']);
+  });
+
+  it('types again when a chain goes on after waiting for the person', async () => {
+    const node = newMessageEnvelope({ from: 'telegram:1802', user: { id: 'telegram:1802' }, text: 'question' });
+    const sender = delivery({ typing: { repeatMs: 300 } });
+    await sender.deliver(emitted(node, 0, 'telegram:1802', { kind: 'status', status: 'running' }));
+    await sender.deliver(emitted(node, 1, 'telegram:1802', { kind: 'status', status: 'waiting' }));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const resumed = {
+      ...emitted(node, 2, 'telegram:1802', { kind: 'status', status: 'running' }),
+      at: new Date(Date.now() + 10).toISOString(),
+    };
+    await sender.deliver(resumed);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(fake.chatActions.filter((a) => a.chat_id === 1802).length).toBeGreaterThanOrEqual(3);
+  });
+
   it('never throws for a typing indicator Telegram refuses', async () => {
     fake.failNext('sendChatAction', 1, { error_code: 500, description: 'Internal Server Error' });
 

@@ -28,6 +28,7 @@ import { parseAddress } from '../../core/address.ts';
 import type { Envelope, ReplyBody } from '../../core/envelope.ts';
 import { KeyedSerial } from '../../core/keyed-serial.ts';
 import { apiSignal, type ApiSignal } from './telegram-client.ts';
+import { TypingIndicators } from './typing-indicator.ts';
 import { PermanentError, TransientError, ValidationError, errorMessage } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Store } from '../../store/store.ts';
@@ -63,6 +64,8 @@ export interface TelegramDeliveryOptions {
   readonly sentTtlMs?: number;
   /** One API request's time limit (default 30 s; telegraf's own is 500 s). */
   readonly requestTimeoutMs?: number;
+  /** How often "typing" is repeated while a chain runs, and for how long at most. */
+  readonly typing?: { readonly repeatMs?: number; readonly maxMs?: number };
 }
 
 /** What `deliver` did: `undeliverable` means the chat refused (blocked, not found) and the envelope was given up. */
@@ -118,9 +121,11 @@ export class TelegramDelivery {
   private readonly sentTtlMs: number;
   private readonly requestTimeoutMs: number;
   private readonly retry: Required<TelegramRetryOptions>;
+  private readonly indicators: TypingIndicators;
 
   constructor(private readonly options: TelegramDeliveryOptions) {
     this.limiter = new TelegramRateLimiter(options.limits);
+    this.indicators = new TypingIndicators({ store: options.store, ...options.typing });
     this.maxChunks = options.maxChunks ?? DEFAULT_MAX_CHUNKS;
     if (!Number.isInteger(this.maxChunks) || this.maxChunks < 1)
       throw new RangeError(`maxChunks must be a positive integer, got ${this.maxChunks}`);
@@ -140,8 +145,14 @@ export class TelegramDelivery {
     const { body } = envelope;
     switch (body.kind) {
       case 'status':
-        return body.status === 'running' ? this.typing({ target, log }) : { outcome: 'ignored', sent: 0, skipped: 0 };
+        if (body.status === 'waiting') {
+          await this.indicators.end(envelope.chainId, envelope.at);
+          return { outcome: 'ignored', sent: 0, skipped: 0 };
+        }
+        return this.startTyping(envelope, { target, log });
       case 'reply':
+        // The chain's last word (or its question): no "typing" after it.
+        if (body.status !== undefined || body.form !== undefined) await this.indicators.end(envelope.chainId, envelope.at);
         return this.lanes.run(target.key, () => this.sendReply(envelope.id, envelope.at, body, { target, log }));
       case 'message':
       case 'step':
@@ -152,6 +163,7 @@ export class TelegramDelivery {
   /** Stops: waits in progress end at once and their deliveries throw TransientError (the bus redelivers them). */
   async close(): Promise<void> {
     this.stopping.abort(new Error('the Telegram sender is stopping'));
+    this.indicators.close();
     this.limiter.close();
     await this.lanes.idle();
   }
@@ -274,6 +286,15 @@ export class TelegramDelivery {
   }
 
   // ── typing ───────────────────────────────────────────────────────────────────────────────────────────
+
+  /** "typing" now, and again every few seconds until the chain answers. */
+  private async startTyping(envelope: Envelope, ctx: Context): Promise<DeliveryReport> {
+    const report = await this.typing(ctx);
+    this.indicators.repeat(envelope.chainId, envelope.at, async () => {
+      await this.typing(ctx);
+    });
+    return report;
+  }
 
   /** Best effort: skipped while the chat is busy or out of its limit, one short attempt, never throws. */
   private async typing(ctx: Context): Promise<DeliveryReport> {
