@@ -2,6 +2,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOpenAi, echo, lastUserText, toolResults } from '../fakes/fake-openai.ts';
 import { FakeTelegram } from '../fakes/fake-telegram.ts';
+import { codeSample, longMarkdownAnswer } from '../helpers/long-answer.ts';
 import { freePort } from '../helpers/services.ts';
 import { MODES, startSwitchboard, type Harness } from '../helpers/switchboard.ts';
 
@@ -129,6 +130,22 @@ describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
     } finally {
       llm.respond(echo);
     }
+  });
+
+  it('a 10,000-character answer arrives as valid HTML messages of at most 4096 characters, code blocks intact', async () => {
+    const { text, sections } = longMarkdownAnswer();
+    llm.respond((request) => (lastUserText(request) === 'the long answer, please' ? { text } : echo(request, 0)));
+    try {
+      telegram.sendText({ chatId: 5008, text: 'the long answer, please' });
+      await telegram.waitUntil(() => telegram.messagesTo(5008).join('').includes('Section 17'), 20_000);
+    } finally {
+      llm.respond(echo);
+    }
+    const sent = telegram.sent.filter((m) => m.chat_id === 5008);
+    expect(sent.length).toBeGreaterThan(2);
+    expect(sent.every((m) => m.parse_mode === 'HTML' && m.text.length <= 4096)).toBe(true);
+    const visible = sent.map((m) => telegram.message(5008, m.message_id)?.text ?? '');
+    for (let n = 0; n < sections; n++) expect(visible.some((t) => t.includes(codeSample(n)))).toBe(true);
   });
 
   it('a backlog older than the limit gets one "I was offline" notice per chat, newer messages an answer', async () => {

@@ -13,6 +13,7 @@ import {
 } from '../../src/platforms/telegram/telegram-delivery.ts';
 import { MemoryStore } from '../../src/store/memory-store.ts';
 import { FakeTelegram, parseTelegramHtml, type SentMessage } from '../fakes/fake-telegram.ts';
+import { codeSample, longMarkdownAnswer } from '../helpers/long-answer.ts';
 
 let fake: FakeTelegram;
 let store: MemoryStore;
@@ -108,16 +109,7 @@ describe('TelegramDelivery', () => {
   });
 
   it('splits a 10,000-character answer into valid HTML messages of at most 4096 characters, code blocks whole', async () => {
-    const code = (n: number): string => `function f${n}(a, b) {\n  if (a < b && b > 0) return "<tag>" + a;\n  return b;\n}`;
-    const section = (n: number): string =>
-      [
-        `## Section ${n}`,
-        `Read [the guide](https://example.com/docs?page=${n}&lang=en) before you *start*. ${'Some prose to fill the page. '.repeat(12)}`,
-        `- item one of ${n}\n- item **two** of ${n}\n  1. nested\n  2. list`,
-        '```js\n' + code(n) + '\n```',
-      ].join('\n\n');
-    const sections = Array.from({ length: 18 }, (_, i) => section(i));
-    const text = sections.join('\n\n');
+    const { text, sections } = longMarkdownAnswer();
     expect(text.length).toBeGreaterThan(10_000);
 
     await delivery().deliver(reply(301, text));
@@ -131,9 +123,9 @@ describe('TelegramDelivery', () => {
       expect(parseTelegramHtml(message.text).ok).toBe(true);
     }
     const seen = messages.map(visible);
-    for (let n = 0; n < sections.length; n++) expect(seen.some((t) => t.includes(code(n)))).toBe(true);
+    for (let n = 0; n < sections; n++) expect(seen.some((t) => t.includes(codeSample(n)))).toBe(true);
     const links = messages.flatMap((m) => fake.message(m.chat_id, m.message_id)?.entities ?? []).filter((e) => e.type === 'text_link');
-    expect(links).toHaveLength(sections.length);
+    expect(links).toHaveLength(sections);
   });
 
   it('keeps <, >, &, _, * and backticks as the person wrote them', async () => {
