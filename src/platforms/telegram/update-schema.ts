@@ -14,7 +14,8 @@ const UserSchema = z.looseObject({
 
 const ChatSchema = z.looseObject({
   id: z.number().int(),
-  type: z.enum(['private', 'group', 'supergroup', 'channel']),
+  /** private, group, supergroup or channel; a kind Telegram adds later is read as a group. */
+  type: z.string(),
   title: z.string().optional(),
 });
 
