@@ -1,3 +1,4 @@
+import { coalesceWrites } from './coalesce-writes.ts';
 import { connect, type Channel, type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -75,6 +76,8 @@ export class AmqpConnection {
         setup: async (model: ChannelModel) => {
           // Before anything else: amqplib listens on the model only once setup has succeeded.
           model.on('error', (err: Error) => options.logger.debug({ error: err.message }, 'AMQP connection error'));
+          // amqplib keeps its socket as `connection.stream` (not in its types): batch what is written to it per tick.
+          coalesceWrites(Reflect.get(model.connection, 'stream'));
           model.once('close', () => {
             dead.add(model);
             holder.connection?.forget(model);
