@@ -126,7 +126,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       running.push(deadLetters);
     }
     if (roles.includes('sender:telegram')) {
-      const token = config.telegram.token;
+      const token = telegramToken(options, 'sender:telegram');
       if (token !== undefined) {
         const sender = new TelegramSender({
           bus: envelopes,
@@ -139,8 +139,6 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
         });
         await sender.start();
         running.push(sender);
-      } else if (roles.length !== ROLE_NAMES.length) {
-        throw new ConfigError('--role sender:telegram needs TELEGRAM_BOT_TOKEN');
       }
     }
     const telegramReceiver =
@@ -227,11 +225,9 @@ function makeTelegramReceiver(
   store: Store,
   metrics: Metrics,
 ): { receiver: TelegramReceiver; route?: (app: FastifyInstance) => void } | undefined {
-  const { token, mode, webhookUrl } = config.telegram;
-  if (token === undefined) {
-    if (roles.length === ROLE_NAMES.length) return undefined;
-    throw new ConfigError('--role receiver:telegram needs TELEGRAM_BOT_TOKEN');
-  }
+  const { mode, webhookUrl } = config.telegram;
+  const token = telegramToken({ config, roles }, 'receiver:telegram');
+  if (token === undefined) return undefined;
   const webhookSecret = config.telegram.webhookSecret ?? defaultWebhookSecret(token);
   let path: string | undefined;
   if (mode === 'webhook') {
@@ -263,6 +259,13 @@ function makeTelegramReceiver(
   });
   if (path === undefined) return { receiver };
   return { receiver, route: telegramWebhookRoute({ path, secret: webhookSecret, receive: (update) => receiver.receive(update) }) };
+}
+
+/** The bot token a Telegram role needs: without one it is skipped under `--role all`, and refuses to start when named. */
+function telegramToken({ config, roles }: Pick<AppOptions, 'config' | 'roles'>, role: RoleName): string | undefined {
+  const { token } = config.telegram;
+  if (token === undefined && roles.length !== ROLE_NAMES.length) throw new ConfigError(`--role ${role} needs TELEGRAM_BOT_TOKEN`);
+  return token;
 }
 
 /** Waits for in-flight work up to the shutdown timeout, then hands back what is left (it is redelivered). */

@@ -27,7 +27,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { Config } from '../core/config.ts';
-import { ConfigError } from '../core/errors.ts';
+import { ConfigError, zodIssues } from '../core/errors.ts';
 import type { QuotaLimits } from './quotas.ts';
 
 const limit = z.number().int().min(0);
@@ -197,7 +197,7 @@ export async function readModelsFile(file: string): Promise<ModelsFile> {
   }
   const parsed = ModelsFileSchema.safeParse(raw ?? {});
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`);
+    const lines = zodIssues(parsed.error, '(file)');
     throw new ConfigError(`MODELS_FILE ${file} is invalid:\n  ${lines.join('\n  ')}`);
   }
   return parsed.data;

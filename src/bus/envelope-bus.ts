@@ -1,6 +1,6 @@
 import { parseAddress } from '../core/address.ts';
 import { EnvelopeSchema, conversationKey, type Envelope } from '../core/envelope.ts';
-import { ValidationError } from '../core/errors.ts';
+import { ValidationError, zodIssues } from '../core/errors.ts';
 import type { Bus, BusMessage, ConsumeOptions, Subscription } from './bus.ts';
 import { INBOUND_EXCHANGE, OUTBOUND_EXCHANGE, inboundRoutingKey, outboundRoutingKey, shardOf } from './topology.ts';
 
@@ -51,8 +51,7 @@ export function decodeEnvelope(body: Buffer): Envelope {
   }
   const parsed = EnvelopeSchema.safeParse(json);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new ValidationError(`malformed envelope: ${issues}`);
+    throw new ValidationError(`malformed envelope: ${zodIssues(parsed.error).join('; ')}`);
   }
   return parsed.data;
 }

@@ -48,3 +48,25 @@ export class TransientError extends SwitchboardError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A zod error as one line per problem, each led by the path it is at (`root` names the top level). */
+export function zodIssues(
+  error: { readonly issues: readonly { readonly path: readonly PropertyKey[]; readonly message: string }[] },
+  root = '(root)',
+): string[] {
+  return error.issues.map((issue) => `${issue.path.map(String).join('.') || root}: ${issue.message}`);
+}
+
+/**
+ * Errors that the same input will meet again however often it is retried: refusals, bad data and
+ * programming errors. Anything else (an outage, a timeout) is worth waiting out.
+ */
+export function isPermanent(err: unknown): boolean {
+  return (
+    err instanceof PermanentError ||
+    err instanceof TypeError ||
+    err instanceof RangeError ||
+    err instanceof SyntaxError ||
+    (err instanceof Error && err.name === 'ZodError')
+  );
+}

@@ -205,7 +205,17 @@ describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) =
   });
 
   it('refuses a post without the right secret token', async () => {
-    const body = JSON.stringify({ update_id: 1, message: { message_id: 1, date: 0, chat: { id: 8002, type: 'private' }, text: 'forged' } });
+    const forged = {
+      update_id: 1,
+      message: {
+        message_id: 1,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: 8002, type: 'private' },
+        from: { id: 8002, is_bot: false, first_name: 'Mallory' },
+        text: 'forged',
+      },
+    };
+    const body = JSON.stringify(forged);
     const attempts: Record<string, string>[] = [{}, { 'x-telegram-bot-api-secret-token': 'wrong' }];
     for (const headers of attempts) {
       const response = await fetch(hookUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });

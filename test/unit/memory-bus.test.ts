@@ -99,7 +99,7 @@ describe('MemoryBus consumers', () => {
 });
 
 describe('MemoryBus failures', () => {
-  it('puts requeued messages back at the head of the queue in their original order', async () => {
+  it('puts a requeued message back ahead of the messages after it, and loses none', async () => {
     const bus = await openBus();
     await bus.declare({ exchanges: [EX], queues: [{ name: 'work', bindings: [{ exchange: EX, pattern: 'agent.#' }] }] });
     for (let i = 0; i < 4; i++) await bus.publish(EX, 'agent.1', Buffer.from(String(i)));

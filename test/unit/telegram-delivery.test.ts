@@ -251,6 +251,19 @@ describe('TelegramDelivery', () => {
     expect(sentTo(1801).map((m) => m.text)).toEqual(['the answer']);
   });
 
+  it('shows no "typing" for a running status that arrives after the chain answered', async () => {
+    const node = newMessageEnvelope({ from: 'telegram:1803', user: { id: 'telegram:1803' }, text: 'question' });
+    const running = emitted(node, 0, 'telegram:1803', { kind: 'status', status: 'running' });
+    const answer = emitted(node, 1, 'telegram:1803', { kind: 'reply', text: 'quick', format: 'markdown', status: 'done' });
+    const sender = delivery({ typing: { repeatMs: 300 } });
+
+    await sender.deliver(answer);
+    await sender.deliver(running);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+
+    expect(fake.chatActions.filter((a) => a.chat_id === 1803)).toHaveLength(0);
+  });
+
   it('types again when a chain goes on after waiting for the person', async () => {
     const node = newMessageEnvelope({ from: 'telegram:1802', user: { id: 'telegram:1802' }, text: 'question' });
     const sender = delivery({ typing: { repeatMs: 300 } });

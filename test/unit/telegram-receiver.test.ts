@@ -1,14 +1,17 @@
+import Fastify from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvelopeBus } from '../../src/bus/envelope-bus.ts';
 import { MemoryBus } from '../../src/bus/memory-bus.ts';
 import type { Envelope } from '../../src/core/envelope.ts';
-import { TransientError } from '../../src/core/errors.ts';
+import { TransientError, ValidationError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { Metrics } from '../../src/core/metrics.ts';
+import { migratedKey } from '../../src/platforms/telegram/chat-migrations.ts';
 import { readUpdate, type BotIdentity } from '../../src/platforms/telegram/inbound.ts';
 import { telegramClient } from '../../src/platforms/telegram/telegram-client.ts';
 import { TelegramInbox } from '../../src/platforms/telegram/telegram-inbox.ts';
 import { TelegramPolling } from '../../src/platforms/telegram/telegram-polling.ts';
+import { SECRET_HEADER, telegramWebhookRoute } from '../../src/platforms/telegram/telegram-webhook.ts';
 import { TelegramUpdateSchema, type TelegramUpdate } from '../../src/platforms/telegram/update-schema.ts';
 import type { Store } from '../../src/store/store.ts';
 import { FakeTelegram } from '../fakes/fake-telegram.ts';
@@ -65,6 +68,47 @@ describe('readUpdate: which updates are for the bot', () => {
     expect(kind({ text: '/help' })).toBe('message');
     expect(kind({ text: '/help@SWITCHBOARD_BOT' })).toBe('message');
     expect(kind({ text: '/help@other_bot' })).toBe('ignored');
+  });
+
+  it('in a group a bare command is ours only when we know it; `@thisbot /cmd` is the command', () => {
+    const known = (name: string) => name === 'help';
+    expect(readUpdate(update(message(group, { text: '/ban someone' })), bot, known)).toMatchObject({ kind: 'ignored' });
+    expect(readUpdate(update(message(group, { text: '/help' })), bot, known)).toMatchObject({
+      kind: 'message',
+      message: { command: { name: 'help' } },
+    });
+    expect(readUpdate(update(message(privateChat, { text: '/ban someone' })), bot, known)).toMatchObject({
+      kind: 'message',
+      message: { command: { name: 'ban', args: 'someone' } },
+    });
+    const mentioned = readUpdate(
+      update(message(group, { text: '@switchboard_bot /help me', entities: [{ type: 'mention', offset: 0, length: 16 }] })),
+      bot,
+      known,
+    );
+    expect(mentioned).toMatchObject({ kind: 'message', message: { text: '/help me', command: { name: 'help', args: 'me' } } });
+  });
+
+  it('an anonymous group admin speaks as the group; a supergroup upgrade is reported as a move', () => {
+    const anonymous = {
+      message: {
+        message_id: 5,
+        date: now,
+        chat: group,
+        from: { id: 1087968824, is_bot: true, first_name: 'Group', username: 'GroupAnonymousBot' },
+        sender_chat: { id: -100123, type: 'supergroup', title: 'Ops' },
+        text: '/help',
+      },
+    };
+    expect(readUpdate(update(anonymous), bot)).toMatchObject({
+      kind: 'message',
+      message: { user: { id: 'telegram:-100123', name: 'Ops' } },
+    });
+    expect(readUpdate(update(message({ id: -4501, type: 'group' }, { migrate_to_chat_id: -1004501 })), bot)).toEqual({
+      kind: 'migrated',
+      chatId: -4501,
+      to: -1004501,
+    });
   });
 
   it('a command for another bot is ignored in private chats too', () => {
@@ -144,13 +188,18 @@ class RecordingBus extends EnvelopeBus {
   readonly published: Envelope[] = [];
   failures = 0;
   hold: { text: string; until: Promise<void> } | undefined;
+  /** A publish is waiting on `hold`. */
+  holding = false;
 
   override async publish(envelope: Envelope): Promise<void> {
     if (this.failures > 0) {
       this.failures -= 1;
       throw new TransientError('the bus is unreachable');
     }
-    if (this.hold && envelope.body.kind === 'message' && envelope.body.text === this.hold.text) await this.hold.until;
+    if (this.hold && envelope.body.kind === 'message' && envelope.body.text === this.hold.text) {
+      this.holding = true;
+      await this.hold.until;
+    }
     this.published.push(envelope);
   }
 
@@ -217,6 +266,65 @@ describe('the durable inbox', () => {
     expect(counts).toContain('outcome="malformed"} 1');
   });
 
+  it('stale updates of one chat arriving at once (webhook) still give one notice', async () => {
+    const box = inbox();
+    const old = now - 3600;
+    await Promise.all([1, 2, 3].map((i) => box.handle(telegram.sendText({ chatId: 45, text: `old ${i}`, date: old }))));
+    expect(bus.texts()).toEqual([expect.stringMatching(/^Sorry, I was offline/)]);
+  });
+
+  it('a group that became a supergroup is remembered, so answers go to the new chat', async () => {
+    await inbox().handle(
+      telegram.pushUpdate({ message: { message_id: 9, date: now, chat: { id: -4501, type: 'group' }, migrate_to_chat_id: -1004501 } }),
+    );
+    expect(await store.get(migratedKey(-4501))).toBe('-1004501');
+    expect(bus.published).toHaveLength(0);
+  });
+
+  it('an update in a batch that cannot be read or keeps failing for what it is, is skipped; the others go on', async () => {
+    const failing = telegram.sendText({ chatId: 46, text: 'refused' });
+    telegram.pushUpdate({ message: { message_id: 3, date: now, text: 'no chat' } });
+    telegram.pushUpdate({ no_id: true });
+    telegram.sendText({ chatId: 47, text: 'fine' });
+    const refusing = new (class extends RecordingBus {
+      override async publish(envelope: Envelope): Promise<void> {
+        if (envelope.body.kind === 'message' && envelope.body.text === 'refused') throw new ValidationError('refused for what it is');
+        await super.publish(envelope);
+      }
+    })(memoryBus, 4);
+    const poller = new TelegramPolling({
+      telegram: telegramClient(telegram.token, telegram.apiRoot),
+      inbox: new TelegramInbox({
+        bus: refusing,
+        store,
+        telegram: telegramClient(telegram.token, telegram.apiRoot),
+        bot,
+        maxUpdateAgeMs: 600_000,
+        logger: silentLogger(),
+      }),
+      logger: silentLogger(),
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+    });
+    poller.start();
+    try {
+      await telegram.waitUntil(() => telegram.confirmedOffset > failing.update_id + 2, 5000);
+    } finally {
+      await poller.stop();
+    }
+    expect(refusing.texts()).toEqual(['fine']);
+  });
+
+  it('abort() returns while a publish hangs (the broker is away), without confirming the batch', async () => {
+    bus.hold = { text: 'stuck', until: new Promise<void>(() => undefined) };
+    const stuck = telegram.sendText({ chatId: 48, text: 'stuck' });
+    const poller = polling(inbox());
+    poller.start();
+    await expect.poll(() => bus.holding, { timeout: 5000 }).toBe(true);
+    await poller.abort();
+    expect(telegram.confirmedOffset).toBeLessThanOrEqual(stuck.update_id);
+  });
+
   it('a batch is confirmed to Telegram only after the bus confirmed its envelopes; an outage is waited out', async () => {
     bus.failures = 3;
     const first = telegram.sendText({ chatId: 42, text: 'during the outage' });
@@ -267,5 +375,40 @@ describe('the durable inbox', () => {
       await next.stop();
     }
     expect(bus.texts()).toEqual(['one', 'two', 'three']);
+  });
+});
+
+describe('the webhook route', () => {
+  async function app(receive: (update: unknown) => Promise<void>) {
+    const server = Fastify();
+    telegramWebhookRoute({ path: '/telegram/hook', secret: 'the_secret', receive })(server);
+    await server.ready();
+    return server;
+  }
+
+  it('refuses a post without the secret token before reading it; answers 503 while the update cannot be handled, 200 once it is', async () => {
+    const received: unknown[] = [];
+    let down = true;
+    const server = await app(async (update) => {
+      if (down) throw new TransientError('the bus is unreachable');
+      received.push(update);
+    });
+    try {
+      const post = (secret?: string) =>
+        server.inject({
+          method: 'POST',
+          url: '/telegram/hook',
+          headers: secret === undefined ? {} : { [SECRET_HEADER]: secret },
+          payload: { update_id: 1 },
+        });
+      expect((await post()).statusCode).toBe(401);
+      expect((await post('wrong')).statusCode).toBe(401);
+      expect((await post('the_secret')).statusCode).toBe(503);
+      down = false;
+      expect((await post('the_secret')).statusCode).toBe(200);
+      expect(received).toEqual([{ update_id: 1 }]);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { sameSecret } from '../../core/ids.ts';
 import { makeAddress } from '../../core/address.ts';
 import { ApiError } from './errors.ts';
 
@@ -27,7 +27,7 @@ export class ApiKeyAuth {
     const given = Buffer.from(match[1]);
     let found: string | undefined;
     for (const key of this.keys) {
-      if (key.secret.length === given.length && timingSafeEqual(key.secret, given)) found = key.name;
+      if (sameSecret(key.secret, given)) found = key.name;
     }
     if (found === undefined) throw new ApiError('UNAUTHORIZED');
     const address = makeAddress('http', found);

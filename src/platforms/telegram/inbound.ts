@@ -22,7 +22,9 @@ export type Inbound =
       /** A button press to answer (stops the spinner on the person's button). */
       readonly callbackQueryId?: string;
     }
-  | { readonly kind: 'ignored'; readonly reason: string; readonly callbackQueryId?: string };
+  | { readonly kind: 'ignored'; readonly reason: string; readonly callbackQueryId?: string }
+  /** A group became a supergroup: its messages now come from (and go to) `to`. */
+  | { readonly kind: 'migrated'; readonly chatId: number; readonly to: number };
 
 /** uuid v5 namespace of the envelopes made from Telegram updates. */
 const UPDATE_NAMESPACE = '2b0c6f4e-5d1a-4f7e-9a43-7c2e1d8b6a90';
@@ -37,28 +39,38 @@ export function chatAddress(chatId: number): string {
  * agent; anything else is ignored with a reason. In private chats every text counts; in groups only a
  * command (`/cmd`, `/cmd@thisbot`), an @mention of the bot, or a reply to one of its messages.
  */
-export function readUpdate(update: TelegramUpdate, bot: BotIdentity): Inbound {
-  if (update.callback_query) return readButtonPress(update, update.callback_query);
+export function readUpdate(update: TelegramUpdate, bot: BotIdentity, knownCommand: (name: string) => boolean = () => true): Inbound {
+  if (update.callback_query) return readButtonPress(update, update.callback_query, bot);
   const message = update.message;
   if (!message) return { kind: 'ignored', reason: 'an update kind the receiver does not handle' };
+  if (message.migrate_to_chat_id !== undefined) return { kind: 'migrated', chatId: message.chat.id, to: message.migrate_to_chat_id };
   if (message.chat.type === 'channel') return { kind: 'ignored', reason: 'a channel post' };
-  if (!message.from || message.from.is_bot) return { kind: 'ignored', reason: 'not written by a person' };
+  const author = authorOf(message);
+  if (!author) return { kind: 'ignored', reason: 'not written by a person' };
 
   const raw = message.text ?? message.caption ?? '';
   const entities = (message.text !== undefined ? message.entities : message.caption_entities) ?? [];
   const attachments = attachmentsOf(message);
   if (raw.trim() === '' && attachments.length === 0) return { kind: 'ignored', reason: 'no text or file' };
 
-  const parsed = parseCommand(raw);
-  const forUs = parsed !== undefined && (parsed.target === undefined || sameName(parsed.target, bot.username));
-  if (parsed?.target !== undefined && !forUs) return { kind: 'ignored', reason: `a command for @${parsed.target}` };
   const isGroup = message.chat.type !== 'private';
-  if (isGroup && !forUs && !mentions(raw, entities, bot) && message.reply_to_message?.from?.id !== bot.id) {
+  const parsed = parseCommand(raw);
+  if (parsed?.target !== undefined && !sameName(parsed.target, bot.username)) {
+    return { kind: 'ignored', reason: `a command for @${parsed.target}` };
+  }
+  // In a group, a bare `/cmd` may be meant for another bot: it is ours only when we know it.
+  const forUs = parsed !== undefined && (parsed.target !== undefined || !isGroup || knownCommand(parsed.name));
+  const mentioned = mentions(raw, entities, bot);
+  if (isGroup && !forUs && !mentioned && message.reply_to_message?.from?.id !== bot.id) {
     return { kind: 'ignored', reason: 'a group message not addressed to the bot' };
   }
 
-  const command: Command | undefined = parsed ? { name: parsed.name, args: parsed.args } : undefined;
-  const text = command ? commandText(command) : withoutMention(raw, entities, bot);
+  const cleaned = withoutMention(raw, entities, bot);
+  // `@thisbot /help` is the command too.
+  const afterMention = !forUs && mentioned ? parseCommand(cleaned) : undefined;
+  const found = forUs ? parsed : afterMention?.target === undefined ? afterMention : undefined;
+  const command: Command | undefined = found ? { name: found.name, args: found.args } : undefined;
+  const text = command ? commandText(command) : cleaned;
   const key = `${bot.id}:${update.update_id}:${message.chat.id}:${message.message_id}`;
   return {
     kind: 'message',
@@ -68,7 +80,7 @@ export function readUpdate(update: TelegramUpdate, bot: BotIdentity): Inbound {
     message: {
       id: uuidv5(key, UPDATE_NAMESPACE),
       from: chatAddress(message.chat.id),
-      user: userOf(message.from),
+      user: author,
       text,
       chatType: isGroup ? 'group' : 'private',
       ...(command ? { command } : {}),
@@ -78,14 +90,14 @@ export function readUpdate(update: TelegramUpdate, bot: BotIdentity): Inbound {
 }
 
 /** A pressed inline button: its data is the command text it stands for (`/confirm <form>`). */
-function readButtonPress(update: TelegramUpdate, query: TelegramCallbackQuery): Inbound {
+function readButtonPress(update: TelegramUpdate, query: TelegramCallbackQuery, bot: BotIdentity): Inbound {
   const callbackQueryId = query.id;
   if (!query.message) return { kind: 'ignored', reason: 'a button of an inline-mode message', callbackQueryId };
   const data = query.data?.trim() ?? '';
   if (data === '') return { kind: 'ignored', reason: 'a button without data', callbackQueryId };
   const parsed = parseCommand(data);
   const chat = query.message.chat;
-  const key = `${update.update_id}:${chat.id}:button:${query.id}`;
+  const key = `${bot.id}:${update.update_id}:${chat.id}:button:${query.id}`;
   return {
     kind: 'message',
     key,
@@ -101,6 +113,19 @@ function readButtonPress(update: TelegramUpdate, query: TelegramCallbackQuery): 
       ...(parsed ? { command: { name: parsed.name, args: parsed.args } } : {}),
     },
   };
+}
+
+/**
+ * Who wrote a message: its sender, or, for an anonymous group admin or a channel speaking in a group,
+ * that chat. Undefined for bots and for messages without an author.
+ */
+function authorOf(message: TelegramMessage): { id: string; name: string } | undefined {
+  if (message.sender_chat) {
+    const chat = message.sender_chat;
+    return { id: `telegram:${chat.id}`, name: chat.title ?? String(chat.id) };
+  }
+  if (!message.from || message.from.is_bot) return undefined;
+  return userOf(message.from);
 }
 
 function userOf(from: TelegramUser): { id: string; name: string } {

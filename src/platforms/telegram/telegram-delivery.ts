@@ -27,6 +27,7 @@ import type { InlineKeyboardMarkup } from 'telegraf/types';
 import { parseAddress } from '../../core/address.ts';
 import type { Envelope, ReplyBody } from '../../core/envelope.ts';
 import { KeyedSerial } from '../../core/keyed-serial.ts';
+import { MIGRATION_TTL_MS, migratedKey } from './chat-migrations.ts';
 import { apiSignal, type ApiSignal } from './telegram-client.ts';
 import { TypingIndicators } from './typing-indicator.ts';
 import { PermanentError, TransientError, ValidationError, errorMessage } from '../../core/errors.ts';
@@ -94,10 +95,6 @@ interface Context {
   readonly target: ChatTarget;
   readonly log: Logger;
 }
-
-/** Store keys of groups that moved to a supergroup (old id → new id), kept for a year. */
-const MIGRATED_PREFIX = 'tg:migrated:';
-const MIGRATION_TTL_MS = 365 * DAY_MS;
 
 /** Telegram said no for a reason that concerns the chat itself, not the message: retrying cannot help. */
 const CHAT_REFUSED =
@@ -225,7 +222,7 @@ export class TelegramDelivery {
     } catch (err) {
       const movedTo = err instanceof TelegramError ? err.parameters?.migrate_to_chat_id : undefined;
       if (movedTo === undefined || movedTo === ctx.target.chatId) throw err;
-      await this.options.store.set(`${MIGRATED_PREFIX}${ctx.target.key}`, String(movedTo), { ttlMs: MIGRATION_TTL_MS });
+      await this.options.store.set(migratedKey(ctx.target.key), String(movedTo), { ttlMs: MIGRATION_TTL_MS });
       ctx.log.info({ to: movedTo }, 'the group is now a supergroup with a new id; delivering there');
       const moved: Context = { ...ctx, target: { chatId: movedTo, key: String(movedTo), group: true } };
       return { messageId: await this.sendPart(part, markup, moved), ctx: moved };
@@ -234,7 +231,7 @@ export class TelegramDelivery {
 
   /** Where a chat's messages go now: a group that became a supergroup has a new id. */
   private async migrated(target: ChatTarget): Promise<ChatTarget> {
-    const movedTo = await this.options.store.get(`${MIGRATED_PREFIX}${target.key}`);
+    const movedTo = await this.options.store.get(migratedKey(target.key));
     return movedTo === null ? target : { chatId: Number(movedTo), key: movedTo, group: true };
   }
 
@@ -287,11 +284,11 @@ export class TelegramDelivery {
 
   // ── typing ───────────────────────────────────────────────────────────────────────────────────────────
 
-  /** "typing" now, and again every few seconds until the chain answers. */
+  /** "typing" now, and again every few seconds until the chain answers (not at all when it has answered already). */
   private async startTyping(envelope: Envelope, ctx: Context): Promise<DeliveryReport> {
-    const report = await this.typing(ctx);
-    this.indicators.repeat(envelope.chainId, envelope.at, async () => {
-      await this.typing(ctx);
+    let report: DeliveryReport = { outcome: 'ignored', sent: 0, skipped: 0 };
+    await this.indicators.start(envelope.chainId, envelope.at, async () => {
+      report = await this.typing(ctx);
     });
     return report;
   }

@@ -2,10 +2,12 @@ import type { Telegram } from 'telegraf';
 import { v5 as uuidv5 } from 'uuid';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import { newMessageEnvelope, type Envelope } from '../../core/envelope.ts';
+import { zodIssues } from '../../core/errors.ts';
 import { sha256Hex } from '../../core/ids.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Metrics } from '../../core/metrics.ts';
 import type { Store } from '../../store/store.ts';
+import { MIGRATION_TTL_MS, migratedKey } from './chat-migrations.ts';
 import { chatAddress, readUpdate, type BotIdentity, type Inbound } from './inbound.ts';
 import { TelegramUpdateSchema } from './update-schema.ts';
 
@@ -21,6 +23,8 @@ export interface TelegramInboxOptions {
   readonly bot: BotIdentity;
   /** Updates older than this get one "I was offline" notice per chat instead of an answer. */
   readonly maxUpdateAgeMs: number;
+  /** Whether a command name is one of ours (a bare `/cmd` in a group may be for another bot). */
+  readonly knownCommand?: (name: string) => boolean;
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly now?: () => number;
@@ -52,11 +56,15 @@ export class TelegramInbox {
     const { logger } = this.options;
     const parsed = TelegramUpdateSchema.safeParse(raw);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      logger.warn({ updateId: updateIdOf(raw), issues }, 'skipped a malformed Telegram update');
+      logger.warn({ updateId: updateIdOf(raw), issues: zodIssues(parsed.error) }, 'skipped a malformed Telegram update');
       return 'malformed';
     }
-    const inbound = readUpdate(parsed.data, this.options.bot);
+    const inbound = readUpdate(parsed.data, this.options.bot, this.options.knownCommand);
+    if (inbound.kind === 'migrated') {
+      await this.options.store.set(migratedKey(inbound.chatId), String(inbound.to), { ttlMs: MIGRATION_TTL_MS });
+      logger.info({ from: inbound.chatId, to: inbound.to }, 'a group became a supergroup; its answers go to the new chat');
+      return 'ignored';
+    }
     if (inbound.kind === 'ignored') {
       logger.debug({ updateId: parsed.data.update_id, reason: inbound.reason }, 'ignored a Telegram update');
       await this.answerButton(inbound.callbackQueryId);
@@ -83,7 +91,10 @@ export class TelegramInbox {
   private async offlineNotice(inbound: Extract<Inbound, { kind: 'message' }>): Promise<void> {
     const { store, bus, maxUpdateAgeMs } = this.options;
     const noticed = `tg:offline:${inbound.chatId}`;
-    if ((await store.get(noticed)) !== null) return;
+    // Claimed atomically (webhook updates of one chat can arrive at once); a retry of the update that
+    // claimed it (after a crash) sends the same notice again, which the sender recognises.
+    const claimed = await store.set(noticed, inbound.key, { ttlMs: maxUpdateAgeMs, ifAbsent: true });
+    if (!claimed && (await store.get(noticed)) !== inbound.key) return;
     const address = chatAddress(inbound.chatId);
     const base = newMessageEnvelope({ from: address, user: null, text: '', to: [address] });
     const notice: Envelope = {
@@ -94,7 +105,6 @@ export class TelegramInbox {
       body: { kind: 'reply', text: offlineText(maxUpdateAgeMs), format: 'plain' },
     };
     await bus.publish(notice);
-    await store.set(noticed, '1', { ttlMs: maxUpdateAgeMs });
     this.options.logger.info({ chatId: inbound.chatId }, 'told a chat that its messages from the downtime were skipped');
   }
 

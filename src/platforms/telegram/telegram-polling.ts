@@ -3,7 +3,7 @@ import pRetry from 'p-retry';
 import type { Telegram } from 'telegraf';
 import { z } from 'zod';
 import { KeyedSerial } from '../../core/keyed-serial.ts';
-import { errorMessage } from '../../core/errors.ts';
+import { errorMessage, isPermanent, zodIssues } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { apiSignal } from './telegram-client.ts';
 import type { TelegramInbox } from './telegram-inbox.ts';
@@ -13,15 +13,24 @@ import { ALLOWED_UPDATES } from './update-schema.ts';
 const POLL_TIMEOUT_S = 30;
 const BATCH_LIMIT = 100;
 
-/** Just enough of each update to commit offsets and keep a chat's updates in order; the inbox checks the rest. */
-const BatchSchema = z.array(
-  z.looseObject({
-    update_id: z.number().int().nonnegative(),
-    message: z.looseObject({ chat: z.looseObject({ id: z.number() }) }).optional(),
-    callback_query: z.looseObject({ message: z.looseObject({ chat: z.looseObject({ id: z.number() }) }).optional() }).optional(),
-  }),
-);
-type RawUpdate = z.infer<typeof BatchSchema>[number];
+/** Seconds a getUpdates may take beyond its long-poll timeout before it counts as lost. */
+const POLL_GRACE_S = 15;
+
+/** Each update of a batch needs an id (its offset); the inbox checks the rest, one update at a time. */
+const UpdateIdSchema = z.looseObject({ update_id: z.number().int().nonnegative() });
+/** The chat an update belongs to, when it says (updates of one chat are handled in order). */
+const ChatOfSchema = z.union([
+  z.looseObject({ message: z.looseObject({ chat: z.looseObject({ id: z.number() }) }) }).transform((u) => u.message.chat.id),
+  z
+    .looseObject({ callback_query: z.looseObject({ message: z.looseObject({ chat: z.looseObject({ id: z.number() }) }) }) })
+    .transform((u) => u.callback_query.message.chat.id),
+]);
+
+interface RawUpdate {
+  readonly updateId: number;
+  readonly chatKey: string;
+  readonly raw: unknown;
+}
 
 export interface TelegramPollingOptions {
   readonly telegram: Telegram;
@@ -58,11 +67,14 @@ export class TelegramPolling {
     await this.loop;
   }
 
-  /** Stops at once; the batch in hand is not confirmed, so Telegram sends it again. */
+  /**
+   * Stops at once; the batch in hand is not confirmed, so Telegram sends it again. Does not wait for
+   * a publish that hangs (the broker is away): closing the bus ends it.
+   */
   async abort(): Promise<void> {
     this.working.abort();
     this.polling.abort();
-    await this.loop;
+    await Promise.race([this.loop, delay(50)]);
   }
 
   private async run(): Promise<void> {
@@ -70,20 +82,34 @@ export class TelegramPolling {
       const batch = await this.retrying('getUpdates failed', this.polling.signal, () => this.fetchBatch()).catch(async (err: unknown) => {
         this.options.logger.error({ err }, 'Telegram receiver: getUpdates failed in a way retrying does not fix; polling again later');
         await delay(this.options.maxBackoffMs ?? 30_000, undefined, { signal: this.polling.signal }).catch(() => undefined);
-        return [];
+        return { updates: [], next: undefined };
       });
       if (batch === undefined) break;
-      if (!(await this.handleBatch(batch))) return;
-      const last = batch.at(-1);
-      if (last) this.offset = last.update_id + 1;
+      if (!(await this.handleBatch(batch.updates))) return;
+      if (batch.next !== undefined) this.offset = batch.next;
     }
     if (!this.working.signal.aborted) await this.confirm();
   }
 
-  private async fetchBatch(): Promise<RawUpdate[]> {
+  /** The updates of the next batch, and the offset that confirms it (undefined when it is empty). */
+  private async fetchBatch(): Promise<{ updates: RawUpdate[]; next: number | undefined }> {
     const payload = { offset: this.offset, limit: BATCH_LIMIT, timeout: POLL_TIMEOUT_S, allowed_updates: [...ALLOWED_UPDATES] };
-    const result: unknown = await this.options.telegram.callApi('getUpdates', payload, { signal: apiSignal(this.polling.signal) });
-    return BatchSchema.parse(result);
+    const signal = AbortSignal.any([this.polling.signal, AbortSignal.timeout((POLL_TIMEOUT_S + POLL_GRACE_S) * 1000)]);
+    const result: unknown = await this.options.telegram.callApi('getUpdates', payload, { signal: apiSignal(signal) });
+    const updates: RawUpdate[] = [];
+    let next: number | undefined;
+    for (const raw of Array.isArray(result) ? (result as unknown[]) : []) {
+      const id = UpdateIdSchema.safeParse(raw);
+      if (!id.success) {
+        this.options.logger.warn({ issues: zodIssues(id.error) }, 'Telegram sent an update without an id; skipped');
+        continue;
+      }
+      const updateId = id.data.update_id;
+      next = Math.max(next ?? 0, updateId + 1);
+      const chat = ChatOfSchema.safeParse(raw);
+      updates.push({ updateId, chatKey: chat.success ? `chat:${chat.data}` : `update:${updateId}`, raw });
+    }
+    return { updates, next };
   }
 
   /** True when every update was handled; false when abort() cut the batch short. */
@@ -91,13 +117,13 @@ export class TelegramPolling {
     const serial = new KeyedSerial();
     const outcomes = await Promise.all(
       batch.map((update) =>
-        serial.run(chatKey(update), () =>
+        serial.run(update.chatKey, () =>
           this.retrying('an update could not be handled', this.working.signal, async () => {
-            await this.options.inbox.handle(update);
+            await this.options.inbox.handle(update.raw);
             return true;
           }).catch((err: unknown) => {
-            // A bug, not an outage (those are retried): holding every later update back would be worse.
-            this.options.logger.error({ err, updateId: update.update_id }, 'Telegram receiver: skipped an update that fails every time');
+            // Bad data or a bug, not an outage (those are retried): holding every later update back would be worse.
+            this.options.logger.error({ err, updateId: update.updateId }, 'Telegram receiver: skipped an update that fails every time');
             return true;
           }),
         ),
@@ -115,7 +141,7 @@ export class TelegramPolling {
         minTimeout: this.options.minBackoffMs ?? 500,
         maxTimeout: this.options.maxBackoffMs ?? 30_000,
         signal,
-        shouldRetry: () => !signal.aborted,
+        shouldRetry: ({ error }) => !signal.aborted && !isPermanent(error),
         onFailedAttempt: ({ error, attemptNumber }) => {
           if (!signal.aborted)
             this.options.logger.warn({ err: errorMessage(error), attemptNumber }, `Telegram receiver: ${what}; retrying`);
@@ -139,9 +165,4 @@ export class TelegramPolling {
       );
     }
   }
-}
-
-function chatKey(update: RawUpdate): string {
-  const chatId = update.message?.chat.id ?? update.callback_query?.message?.chat.id;
-  return chatId === undefined ? `update:${update.update_id}` : `chat:${chatId}`;
 }

@@ -1,10 +1,11 @@
-import type { Telegram } from 'telegraf';
+import pRetry from 'p-retry';
+import { TelegramError, type Telegram } from 'telegraf';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
-import { TransientError, errorMessage } from '../../core/errors.ts';
+import { ConfigError, TransientError, errorMessage } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Metrics } from '../../core/metrics.ts';
 import type { Store } from '../../store/store.ts';
-import { telegramClient } from './telegram-client.ts';
+import { apiSignal, telegramClient, type ApiSignal } from './telegram-client.ts';
 import { TelegramInbox } from './telegram-inbox.ts';
 import { TelegramPolling } from './telegram-polling.ts';
 import { ALLOWED_UPDATES } from './update-schema.ts';
@@ -37,6 +38,9 @@ export interface TelegramReceiverOptions {
   readonly minBackoffMs?: number;
 }
 
+/** Time limit of the requests that set the bot up. */
+const REQUEST_TIMEOUT_MS = 15_000;
+
 /** Telegram allows at most 100 commands, each described in 1 to 256 characters. */
 const MAX_COMMANDS = 100;
 const MAX_DESCRIPTION = 256;
@@ -49,35 +53,66 @@ export class TelegramReceiver {
   readonly telegram: Telegram;
   private inbox: TelegramInbox | undefined;
   private polling: TelegramPolling | undefined;
+  /** Retrying to reach Telegram in the background, when it was not reachable at start. */
+  private connecting: Promise<void> | undefined;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: TelegramReceiverOptions) {
     this.telegram = telegramClient(options.token, options.apiRoot);
   }
 
+  /**
+   * Connects to Telegram and starts taking updates. A token Telegram refuses stops the start with a
+   * ConfigError; Telegram being unreachable does not (the other roles of the process go on): the
+   * receiver keeps trying in the background.
+   */
   async start(): Promise<void> {
+    try {
+      await this.connect();
+    } catch (err) {
+      if (err instanceof TelegramError && (err.code === 401 || err.code === 404)) {
+        throw new ConfigError(`TELEGRAM_BOT_TOKEN: Telegram refused the token (${err.code} ${err.description})`);
+      }
+      this.options.logger.warn({ err: errorMessage(err) }, 'Telegram is not reachable; the receiver keeps trying');
+      this.connecting = pRetry(() => this.connect(), {
+        retries: Number.POSITIVE_INFINITY,
+        minTimeout: 1000,
+        maxTimeout: 60_000,
+        signal: this.stopping.signal,
+        shouldRetry: () => !this.stopping.signal.aborted,
+        onFailedAttempt: ({ error, attemptNumber }) =>
+          this.options.logger.warn({ err: errorMessage(error), attemptNumber }, 'Telegram is still not reachable'),
+      }).catch(() => undefined);
+    }
+  }
+
+  private async connect(): Promise<void> {
     const { options, telegram } = this;
-    const me = await telegram.getMe();
-    this.inbox = new TelegramInbox({
+    const signal = (): ApiSignal => apiSignal(AbortSignal.any([this.stopping.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]));
+    const me = await telegram.callApi('getMe', {}, { signal: signal() });
+    const known = new Set([...options.commands('private', true), ...options.commands('group', true)].map((c) => c.name));
+    const inbox = new TelegramInbox({
       bus: options.bus,
       store: options.store,
       telegram,
       bot: { id: me.id, username: me.username },
       maxUpdateAgeMs: options.maxUpdateAgeMs,
+      knownCommand: (name) => known.has(name),
       logger: options.logger,
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
-    await this.registerCommands();
+    await this.registerCommands(signal);
     if (options.mode === 'webhook') {
-      await telegram.setWebhook(options.webhookUrl ?? '', {
-        allowed_updates: [...ALLOWED_UPDATES],
-        ...(options.webhookSecret ? { secret_token: options.webhookSecret } : {}),
-      });
+      this.inbox = inbox;
+      const webhook = { url: options.webhookUrl ?? '', allowed_updates: [...ALLOWED_UPDATES], secret_token: options.webhookSecret };
+      await telegram.callApi('setWebhook', webhook, { signal: signal() });
     } else {
       // getUpdates answers 409 while a webhook is set; the pending updates stay.
-      await telegram.deleteWebhook({ drop_pending_updates: false });
+      await telegram.callApi('deleteWebhook', { drop_pending_updates: false }, { signal: signal() });
+      if (this.stopping.signal.aborted) return;
       this.polling = new TelegramPolling({
         telegram,
-        inbox: this.inbox,
+        inbox,
         logger: options.logger,
         ...(options.minBackoffMs !== undefined ? { minBackoffMs: options.minBackoffMs } : {}),
       });
@@ -94,15 +129,19 @@ export class TelegramReceiver {
 
   /** Finishes the updates in hand and confirms them. A webhook stays set: Telegram keeps updates until we are back. */
   async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.connecting;
     await this.polling?.stop();
   }
 
   async abort(): Promise<void> {
+    this.stopping.abort();
+    await this.connecting;
     await this.polling?.abort();
   }
 
   /** The menu: private chats, group chats, and each administrator's private chat. A failure is logged, not fatal. */
-  private async registerCommands(): Promise<void> {
+  private async registerCommands(signal: () => ApiSignal): Promise<void> {
     const { telegram, options } = this;
     const menu = (chatType: 'private' | 'group', isAdmin: boolean) =>
       options
@@ -122,7 +161,7 @@ export class TelegramReceiver {
     ];
     for (const { commands, scope } of scopes) {
       try {
-        await telegram.setMyCommands(commands, scope ? { scope } : {});
+        await telegram.callApi('setMyCommands', { commands, ...(scope ? { scope } : {}) }, { signal: signal() });
       } catch (err) {
         options.logger.warn({ err: errorMessage(err), scope: scope ?? 'default' }, 'could not register the bot commands with Telegram');
       }

@@ -15,7 +15,8 @@ export interface TypingIndicatorsOptions {
  * a chain that runs again later (after /confirm) starts a new indicator, as its status is newer.
  */
 export class TypingIndicators {
-  private readonly loops = new Map<string, NodeJS.Timeout>();
+  /** One loop per chain; a loop owns its entry, so a replaced loop's late tick stops instead of going on. */
+  private readonly loops = new Map<string, { timer?: NodeJS.Timeout }>();
   private readonly repeatMs: number;
   private readonly maxMs: number;
 
@@ -24,34 +25,47 @@ export class TypingIndicators {
     this.maxMs = options.maxMs ?? 120_000;
   }
 
-  /** `show` has just been called for a status made at `since`; calls it again every repeatMs until the chain ends. */
-  repeat(chainId: string, since: string, show: () => Promise<void>): void {
-    if (this.loops.has(chainId)) return;
+  /**
+   * For a `running` status made at `since`: calls `show` now and every repeatMs until the chain ends,
+   * unless it has ended already (its answer overtook the status on the way here).
+   */
+  async start(chainId: string, since: string, show: () => Promise<void>): Promise<boolean> {
     const startedAt = Date.parse(since);
+    if (await this.ended(chainId, startedAt)) return false;
+    await show();
+    if (this.loops.has(chainId)) return true;
+    const loop: { timer?: NodeJS.Timeout } = {};
     const tick = async (): Promise<void> => {
-      const ended = await this.options.store.get(endKey(chainId)).catch(() => null);
-      const current = this.loops.get(chainId);
-      if (current === undefined) return;
-      if (Date.now() - startedAt > this.maxMs || (ended !== null && Number(ended) >= startedAt)) {
-        this.loops.delete(chainId);
+      if (this.loops.get(chainId) !== loop) return;
+      if (Date.now() - startedAt > this.maxMs || (await this.ended(chainId, startedAt))) {
+        if (this.loops.get(chainId) === loop) this.loops.delete(chainId);
         return;
       }
+      if (this.loops.get(chainId) !== loop) return;
       await show();
-      if (this.loops.get(chainId) === current) this.loops.set(chainId, later(tick, this.repeatMs));
+      if (this.loops.get(chainId) === loop) loop.timer = later(tick, this.repeatMs);
     };
-    this.loops.set(chainId, later(tick, this.repeatMs));
+    this.loops.set(chainId, loop);
+    loop.timer = later(tick, this.repeatMs);
+    return true;
   }
 
   /** The chain answered or waits for the person (at `at`): no more typing for it, here or in other senders. */
   async end(chainId: string, at: string): Promise<void> {
-    clearTimeout(this.loops.get(chainId));
+    clearTimeout(this.loops.get(chainId)?.timer);
     this.loops.delete(chainId);
     await this.options.store.set(endKey(chainId), String(Date.parse(at)), { ttlMs: this.maxMs + this.repeatMs });
   }
 
   close(): void {
-    for (const timer of this.loops.values()) clearTimeout(timer);
+    for (const loop of this.loops.values()) clearTimeout(loop.timer);
     this.loops.clear();
+  }
+
+  /** Whether the chain ended at or after `since` (a store that cannot answer counts as not ended). */
+  private async ended(chainId: string, since: number): Promise<boolean> {
+    const ended = await this.options.store.get(endKey(chainId)).catch(() => null);
+    return ended !== null && Number(ended) >= since;
   }
 }
 
@@ -60,7 +74,8 @@ function endKey(chainId: string): string {
 }
 
 function later(tick: () => Promise<void>, ms: number): NodeJS.Timeout {
-  const timer = setTimeout(() => void tick(), ms);
+  // A tick that fails (the store or Telegram away) just ends the repetition.
+  const timer = setTimeout(() => void tick().catch(() => undefined), ms);
   timer.unref();
   return timer;
 }

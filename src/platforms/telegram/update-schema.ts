@@ -58,6 +58,8 @@ export const TelegramMessageSchema = z.looseObject({
   photo: z.array(PhotoSizeSchema).optional(),
   document: DocumentSchema.optional(),
   reply_to_message: RepliedToSchema.optional(),
+  /** Set when an anonymous group admin or a channel speaks in a group (`from` is then a placeholder bot). */
+  sender_chat: ChatSchema.optional(),
   migrate_to_chat_id: z.number().int().optional(),
 });
 export type TelegramMessage = z.infer<typeof TelegramMessageSchema>;
