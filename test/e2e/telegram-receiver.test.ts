@@ -164,6 +164,20 @@ describe.each(MODES)('receiver:telegram (long polling), %s mode', (mode) => {
   });
 });
 
+/** A private text message as Telegram would post it to a webhook, sent now. */
+function privateUpdate(updateId: number, chatId: number, text: string): Record<string, unknown> {
+  return {
+    update_id: updateId,
+    message: {
+      message_id: updateId % 100_000,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: chatId, type: 'private' },
+      from: { id: chatId, is_bot: false, first_name: 'Ann' },
+      text,
+    },
+  };
+}
+
 describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) => {
   let telegram: FakeTelegram;
   let llm: FakeOpenAi;
@@ -205,17 +219,7 @@ describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) =
   });
 
   it('refuses a post without the right secret token', async () => {
-    const forged = {
-      update_id: 1,
-      message: {
-        message_id: 1,
-        date: Math.floor(Date.now() / 1000),
-        chat: { id: 8002, type: 'private' },
-        from: { id: 8002, is_bot: false, first_name: 'Mallory' },
-        text: 'forged',
-      },
-    };
-    const body = JSON.stringify(forged);
+    const body = JSON.stringify(privateUpdate(1, 8002, 'forged'));
     const attempts: Record<string, string>[] = [{}, { 'x-telegram-bot-api-secret-token': 'wrong' }];
     for (const headers of attempts) {
       const response = await fetch(hookUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
@@ -226,16 +230,7 @@ describe.each(MODES)('receiver:telegram (webhook on the api), %s mode', (mode) =
 
   it('the same update posted twice (Telegram retrying) is answered once', async () => {
     const secret = telegram.webhook?.secret_token ?? '';
-    const update = {
-      update_id: 990_001,
-      message: {
-        message_id: 77,
-        date: Math.floor(Date.now() / 1000),
-        chat: { id: 8003, type: 'private' },
-        from: { id: 8003, is_bot: false, first_name: 'Ann' },
-        text: 'say it once',
-      },
-    };
+    const update = privateUpdate(990_001, 8003, 'say it once');
     const post = () =>
       fetch(hookUrl, {
         method: 'POST',
