@@ -923,11 +923,7 @@ export class FakeTelegram {
         file_size: file.file_size,
       };
     });
-    if (spec.caption !== undefined) {
-      message.caption = spec.caption;
-      const entities = spec.captionEntities ?? this.autoEntities(spec.caption);
-      if (entities.length > 0) message.caption_entities = entities;
-    }
+    this.addCaption(message, spec);
     return this.pushUpdate({ message });
   }
 
@@ -944,11 +940,7 @@ export class FakeTelegram {
       mime_type: spec.mimeType ?? mimeFor(spec.fileName),
       file_size: file.file_size,
     };
-    if (spec.caption !== undefined) {
-      message.caption = spec.caption;
-      const entities = spec.captionEntities ?? this.autoEntities(spec.caption);
-      if (entities.length > 0) message.caption_entities = entities;
-    }
+    this.addCaption(message, spec);
     return this.pushUpdate({ message });
   }
 
@@ -1601,6 +1593,13 @@ export class FakeTelegram {
     for (const message of [update.message, update.edited_message, update.callback_query?.message]) {
       if (messageShape.safeParse(message).success && message) this.messages.set(messageKey(message.chat.id, message.message_id), message);
     }
+  }
+
+  private addCaption(message: FakeMessage, spec: { caption?: string; captionEntities?: FakeEntity[] }): void {
+    if (spec.caption === undefined) return;
+    message.caption = spec.caption;
+    const entities = spec.captionEntities ?? this.autoEntities(spec.caption);
+    if (entities.length > 0) message.caption_entities = entities;
   }
 
   /** Entities Telegram's clients attach: a leading /command, and each @username mention. */

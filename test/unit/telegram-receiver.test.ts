@@ -11,6 +11,7 @@ import { readUpdate, type BotIdentity } from '../../src/platforms/telegram/inbou
 import { telegramClient } from '../../src/platforms/telegram/telegram-client.ts';
 import { TelegramInbox } from '../../src/platforms/telegram/telegram-inbox.ts';
 import { TelegramPolling } from '../../src/platforms/telegram/telegram-polling.ts';
+import { TelegramReceiver } from '../../src/platforms/telegram/telegram-receiver.ts';
 import { SECRET_HEADER, telegramWebhookRoute } from '../../src/platforms/telegram/telegram-webhook.ts';
 import { TelegramUpdateSchema, type TelegramUpdate } from '../../src/platforms/telegram/update-schema.ts';
 import type { Store } from '../../src/store/store.ts';
@@ -323,6 +324,53 @@ describe('the durable inbox', () => {
     await expect.poll(() => bus.holding, { timeout: 5000 }).toBe(true);
     await poller.abort();
     expect(telegram.confirmedOffset).toBeLessThanOrEqual(stuck.update_id);
+  });
+
+  it('getUpdates answering 502 is waited out: the update arrives once, afterwards', async () => {
+    telegram.failNext('getUpdates', 2, { error_code: 502, description: 'Bad Gateway' });
+    const update = telegram.sendText({ chatId: 49, text: 'through the 502s' });
+    const poller = polling(inbox());
+    poller.start();
+    try {
+      await telegram.waitUntil(() => telegram.confirmedOffset > update.update_id, 5000);
+    } finally {
+      await poller.stop();
+    }
+    expect(telegram.callsOf('getUpdates').filter((c) => c.outcome?.ok === false)).toHaveLength(2);
+    expect(bus.texts()).toEqual(['through the 502s']);
+  });
+
+  function receiver(): TelegramReceiver {
+    return new TelegramReceiver({
+      bus,
+      store,
+      token: telegram.token,
+      apiRoot: telegram.apiRoot,
+      mode: 'polling',
+      maxUpdateAgeMs: 600_000,
+      commands: () => [{ name: 'help', description: 'Help' }],
+      adminUsers: new Set(),
+      logger: silentLogger(),
+      minBackoffMs: 10,
+    });
+  }
+
+  it('starts although Telegram is unreachable at first, and takes updates once it answers', async () => {
+    telegram.failNext('getMe', 1, { error_code: 502, description: 'Bad Gateway' });
+    const started = receiver();
+    await started.start();
+    try {
+      telegram.sendText({ chatId: 50, text: 'after the outage' });
+      await expect.poll(() => bus.texts(), { timeout: 8000 }).toEqual(['after the outage']);
+      expect(telegram.callsOf('getMe')).toHaveLength(2);
+    } finally {
+      await started.stop();
+    }
+  });
+
+  it('refuses to start with a token Telegram refuses', async () => {
+    telegram.failNext('getMe', 1, { error_code: 401, description: 'Unauthorized' });
+    await expect(receiver().start()).rejects.toThrow(/TELEGRAM_BOT_TOKEN: Telegram refused the token \(401/);
   });
 
   it('a batch is confirmed to Telegram only after the bus confirmed its envelopes; an outage is waited out', async () => {

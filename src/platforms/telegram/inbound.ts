@@ -66,9 +66,12 @@ export function readUpdate(update: TelegramUpdate, bot: BotIdentity, knownComman
   }
 
   const cleaned = withoutMention(raw, entities, bot);
-  // `@thisbot /help` is the command too.
-  const afterMention = !forUs && mentioned ? parseCommand(cleaned) : undefined;
-  const found = forUs ? parsed : afterMention?.target === undefined ? afterMention : undefined;
+  let found = forUs ? parsed : undefined;
+  if (!found && mentioned) {
+    // `@thisbot /help` is the command too (but not `@thisbot /help@otherbot`).
+    const after = parseCommand(cleaned);
+    if (after && (after.target === undefined || sameName(after.target, bot.username))) found = after;
+  }
   const command: Command | undefined = found ? { name: found.name, args: found.args } : undefined;
   const text = command ? commandText(command) : cleaned;
   const key = `${bot.id}:${update.update_id}:${message.chat.id}:${message.message_id}`;

@@ -229,8 +229,9 @@ export class TelegramDelivery {
     }
   }
 
-  /** Where a chat's messages go now: a group that became a supergroup has a new id. */
+  /** Where a chat's messages go now: a group that became a supergroup has a new id (only groups move, so only they are looked up). */
   private async migrated(target: ChatTarget): Promise<ChatTarget> {
+    if (!target.group || typeof target.chatId !== 'number') return target;
     const movedTo = await this.options.store.get(migratedKey(target.key));
     return movedTo === null ? target : { chatId: Number(movedTo), key: movedTo, group: true };
   }
@@ -286,11 +287,8 @@ export class TelegramDelivery {
 
   /** "typing" now, and again every few seconds until the chain answers (not at all when it has answered already). */
   private async startTyping(envelope: Envelope, ctx: Context): Promise<DeliveryReport> {
-    let report: DeliveryReport = { outcome: 'ignored', sent: 0, skipped: 0 };
-    await this.indicators.start(envelope.chainId, envelope.at, async () => {
-      report = await this.typing(ctx);
-    });
-    return report;
+    const report = await this.indicators.start(envelope.chainId, envelope.at, () => this.typing(ctx));
+    return report ?? { outcome: 'ignored', sent: 0, skipped: 0 };
   }
 
   /** Best effort: skipped while the chat is busy or out of its limit, one short attempt, never throws. */

@@ -27,13 +27,14 @@ export class TypingIndicators {
 
   /**
    * For a `running` status made at `since`: calls `show` now and every repeatMs until the chain ends,
-   * unless it has ended already (its answer overtook the status on the way here).
+   * unless it has ended already (its answer overtook the status on the way here). Returns what the
+   * first `show` returned; undefined when the chain had ended.
    */
-  async start(chainId: string, since: string, show: () => Promise<void>): Promise<boolean> {
+  async start<T>(chainId: string, since: string, show: () => Promise<T>): Promise<T | undefined> {
     const startedAt = Date.parse(since);
-    if (await this.ended(chainId, startedAt)) return false;
-    await show();
-    if (this.loops.has(chainId)) return true;
+    if (await this.ended(chainId, startedAt)) return undefined;
+    const first = await show();
+    if (this.loops.has(chainId)) return first;
     const loop: { timer?: NodeJS.Timeout } = {};
     const tick = async (): Promise<void> => {
       if (this.loops.get(chainId) !== loop) return;
@@ -47,7 +48,7 @@ export class TypingIndicators {
     };
     this.loops.set(chainId, loop);
     loop.timer = later(tick, this.repeatMs);
-    return true;
+    return first;
   }
 
   /** The chain answered or waits for the person (at `at`): no more typing for it, here or in other senders. */
