@@ -12,7 +12,7 @@ import type { Bus } from './bus/bus.ts';
 import { DeadLetters } from './bus/dead-letters.ts';
 import { EnvelopeBus } from './bus/envelope-bus.ts';
 import { InstrumentedBus } from './bus/instrumented-bus.ts';
-import { switchboardTopology } from './bus/topology.ts';
+import { SENDER_PLATFORMS, switchboardTopology } from './bus/topology.ts';
 import type { Config } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import type { Logger } from './core/logger.ts';
@@ -24,9 +24,6 @@ import { TaskEventHub } from './platforms/http/task-event-hub.ts';
 import { TaskStore } from './platforms/http/tasks.ts';
 import { ROLE_NAMES, type RoleName } from './roles.ts';
 import type { Store } from './store/store.ts';
-
-/** Platforms that have a sender; each gets an `out.<platform>` queue. */
-const SENDER_PLATFORMS = ['http', 'telegram'];
 
 export interface AppOptions {
   readonly config: Config;

@@ -37,6 +37,9 @@ export function senderQueueSpec(platform: string): QueueSpec {
 }
 
 /** Everything every role declares: both exchanges, the agent's shard queues and the senders' queues. */
+/** Platforms that have a sender; each gets an `out.<platform>` queue. */
+export const SENDER_PLATFORMS: readonly string[] = ['http', 'telegram'];
+
 export function switchboardTopology(shards: number, platforms: readonly string[]): Topology {
   return {
     exchanges: [INBOUND_EXCHANGE, OUTBOUND_EXCHANGE],

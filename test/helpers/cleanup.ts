@@ -1,14 +1,14 @@
 import amqplib from 'amqplib';
 import { Redis } from 'ioredis';
 import { DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE } from '../../src/bus/bus.ts';
-import { switchboardTopology } from '../../src/bus/topology.ts';
+import { SENDER_PLATFORMS, switchboardTopology } from '../../src/bus/topology.ts';
 
 /** Deletes the queues and exchanges a test's namespace declared on RabbitMQ. */
 export async function deleteAmqpNamespace(
   url: string,
   namespace: string,
   shards: number,
-  platforms: readonly string[] = ['http'],
+  platforms: readonly string[] = SENDER_PLATFORMS,
 ): Promise<void> {
   const topology = switchboardTopology(shards, platforms);
   const connection = await amqplib.connect(url);
