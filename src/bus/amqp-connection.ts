@@ -1,4 +1,4 @@
-import { coalesceWrites } from './coalesce-writes.ts';
+import { coalesceWrites } from '../core/coalesce-writes.ts';
 import { connect, type Channel, type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { coalesceWrites } from '../../src/bus/coalesce-writes.ts';
+import { coalesceWrites } from '../../src/core/coalesce-writes.ts';
 
 /** A connected socket pair on loopback; `received` collects what the server side reads. */
 async function socketPair(): Promise<{ client: net.Socket; received: () => string; close: () => Promise<void> }> {
