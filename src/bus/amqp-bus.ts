@@ -107,12 +107,12 @@ export class AmqpBus implements Bus {
     }
   }
 
-  async publish(exchange: string, routingKey: string, body: Buffer, options: PublishOptions = {}): Promise<void> {
+  publish(exchange: string, routingKey: string, body: Buffer, options: PublishOptions = {}): Promise<void> {
     // Handlers still finishing during close() may publish their onward messages.
-    if (this.state === 'closed') throw busClosedError('publish');
+    if (this.state === 'closed') return Promise.reject(busClosedError('publish'));
     const headers: Record<string, string | number | boolean> = { ...options.headers };
     delete headers[DELIVERY_COUNT_HEADER]; // the broker's to set
-    await this.publisher.publish(exchange, routingKey, Buffer.from(body), {
+    return this.publisher.publish(exchange, routingKey, Buffer.from(body), {
       persistent: true,
       messageId: options.messageId ?? uuidv7(),
       contentType: 'application/json',

@@ -112,11 +112,13 @@ export class ConfirmPublisher {
 
   private async pump(): Promise<void> {
     while (this.queue.length > 0 && !this.stopped) {
-      let channel: ConfirmChannel;
-      try {
-        channel = await this.confirmChannel();
-      } catch {
-        return; // stopped
+      let channel = this.channel;
+      if (channel === undefined || !isChannelOpen(channel)) {
+        try {
+          channel = await this.confirmChannel();
+        } catch {
+          return; // stopped
+        }
       }
       const job = this.queue[0] as PublishJob;
       if (!this.known.has(job.exchange)) {

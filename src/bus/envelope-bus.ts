@@ -17,9 +17,16 @@ export class EnvelopeBus {
   ) {}
 
   /** Resolves when the bus has confirmed the envelope. */
-  async publish(envelope: Envelope): Promise<void> {
-    const { exchange, routingKey } = this.route(envelope);
-    await this.bus.publish(exchange, routingKey, Buffer.from(JSON.stringify(envelope)), {
+  publish(envelope: Envelope): Promise<void> {
+    let target: { exchange: string; routingKey: string };
+    let body: Buffer;
+    try {
+      target = this.route(envelope);
+      body = Buffer.from(JSON.stringify(envelope));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.bus.publish(target.exchange, target.routingKey, body, {
       messageId: envelope.id,
       headers: { 'x-chain-id': envelope.chainId },
     });

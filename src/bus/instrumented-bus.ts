@@ -12,9 +12,8 @@ export class InstrumentedBus implements Bus {
     return this.inner.declare(topology);
   }
 
-  async publish(exchange: string, routingKey: string, body: Buffer, options?: PublishOptions): Promise<void> {
-    await this.inner.publish(exchange, routingKey, body, options);
-    this.metrics.published.inc({ exchange });
+  publish(exchange: string, routingKey: string, body: Buffer, options?: PublishOptions): Promise<void> {
+    return this.inner.publish(exchange, routingKey, body, options).then(() => this.metrics.published.inc({ exchange }));
   }
 
   consume(queue: string, handler: MessageHandler, options: ConsumeOptions): Promise<Subscription> {
