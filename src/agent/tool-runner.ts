@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseAddress } from '../core/address.ts';
 import { conversationKey, type Envelope } from '../core/envelope.ts';
 import { errorMessage } from '../core/errors.ts';
-import type { Logger } from '../core/logger.ts';
+import { lazyChild, type Logger } from '../core/logger.ts';
 import type { Store } from '../store/store.ts';
 import type { Fuse } from '../plugins/fuse.ts';
 import { pluginStore } from '../plugins/plugin-store.ts';
@@ -216,7 +216,7 @@ export class ToolRunner {
       settings: plugin.settings,
       store: pluginStore(this.options.store, plugin.manifest.name),
       schedule: this.options.scheduler(node, requestId),
-      logger: this.options.logger.child({ plugin: plugin.manifest.name, chainId: node.chainId }),
+      logger: lazyChild(this.options.logger, { plugin: plugin.manifest.name, chainId: node.chainId }),
       signal,
       requestId,
     };

@@ -1,5 +1,5 @@
 import { conversationKey, type Envelope, type EnvelopeOf } from '../core/envelope.ts';
-import type { Logger } from '../core/logger.ts';
+import { lazyChild, type Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import type { Subscription } from '../bus/bus.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
@@ -72,7 +72,7 @@ export class AgentWorker {
   }
 
   private async handle(node: EnvelopeOf<'message' | 'step'>): Promise<void> {
-    const log = this.options.logger.child({ chainId: node.chainId, envelopeId: node.id, taskId: node.ref, depth: node.depth });
+    const log = lazyChild(this.options.logger, { chainId: node.chainId, envelopeId: node.id, taskId: node.ref, depth: node.depth });
     if (node.body.kind === 'message' && node.body.command) {
       await this.options.commands.handle(node as EnvelopeOf<'message'>, node.body.command, log);
     } else {

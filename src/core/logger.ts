@@ -33,6 +33,32 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return destination ? pino(options, destination) : pino(options);
 }
 
+const LEVEL_METHODS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace']);
+
+/**
+ * `parent.child(bindings)`, made only when it first writes a line. A pino child serialises (and
+ * redacts) its bindings when it is made; per message that was a measurable part of the hot path,
+ * while most messages never log at the configured level. A call at a level that is off goes to
+ * the parent's no-op without making the child (once made, the child answers everything).
+ */
+export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined;
+  const real = (): Logger => (child ??= parent.child(bindings));
+  return new Proxy(parent, {
+    get(target, property) {
+      if (child === undefined && typeof property === 'string' && LEVEL_METHODS.has(property) && !target.isLevelEnabled(property)) {
+        return Reflect.get(target, property, target) as unknown;
+      }
+      const logger = real();
+      const value = Reflect.get(logger, property, logger) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(logger) : value;
+    },
+    set(_target, property, value) {
+      return Reflect.set(real(), property, value);
+    },
+  });
+}
+
 /** A logger that writes nothing, for tests that do not look at logs. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -2,7 +2,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Logger } from '../../core/logger.ts';
+import { lazyChild, type Logger } from '../../core/logger.ts';
 import type { DeadLetters } from '../../bus/dead-letters.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import type { Metrics } from '../../core/metrics.ts';
@@ -54,6 +54,8 @@ export async function buildApi(services: ApiServices): Promise<FastifyInstance> 
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps FastifyInstance's default generics.
     loggerInstance: services.logger.child({ role: 'api' }) as FastifyBaseLogger,
+    // A request's logger (with its reqId) is made only when the request logs something.
+    childLoggerFactory: (logger, bindings) => lazyChild(logger as Logger, bindings) as FastifyBaseLogger,
     bodyLimit: Math.max(1_048_576, services.config.messageMaxChars * 8),
   });
   app.setValidatorCompiler(validatorCompiler);

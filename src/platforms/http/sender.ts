@@ -1,6 +1,6 @@
 import { ValidationError } from '../../core/errors.ts';
 import type { Envelope } from '../../core/envelope.ts';
-import type { Logger } from '../../core/logger.ts';
+import { lazyChild, type Logger } from '../../core/logger.ts';
 import type { Subscription } from '../../bus/bus.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
 import { senderQueue } from '../../bus/topology.ts';
@@ -50,7 +50,7 @@ export class HttpSender {
   }
 
   private async deliver(envelope: Envelope): Promise<void> {
-    const log = this.options.logger.child({ envelopeId: envelope.id, chainId: envelope.chainId, taskId: envelope.ref });
+    const log = lazyChild(this.options.logger, { envelopeId: envelope.id, chainId: envelope.chainId, taskId: envelope.ref });
     const event = toTaskEvent(envelope);
     if (event === undefined) return;
     const [to] = envelope.to;

@@ -31,7 +31,7 @@ import { MIGRATION_TTL_MS, migratedKey } from './chat-migrations.ts';
 import { apiSignal, type ApiSignal } from './telegram-client.ts';
 import { TypingIndicators } from './typing-indicator.ts';
 import { PermanentError, TransientError, ValidationError, errorMessage } from '../../core/errors.ts';
-import type { Logger } from '../../core/logger.ts';
+import { lazyChild, type Logger } from '../../core/logger.ts';
 import type { Store } from '../../store/store.ts';
 import { TELEGRAM_MESSAGE_LIMIT, plainTextChunks, splitTelegramMessage, toMarkdownDocument } from './format.ts';
 import { TelegramRateLimiter, type TelegramRateLimits } from './rate-limits.ts';
@@ -138,7 +138,7 @@ export class TelegramDelivery {
    */
   async deliver(envelope: Envelope): Promise<DeliveryReport> {
     const target = await this.migrated(chatTarget(envelope));
-    const log = this.options.logger.child({ envelopeId: envelope.id, chainId: envelope.chainId, chat: target.key });
+    const log = lazyChild(this.options.logger, { envelopeId: envelope.id, chainId: envelope.chainId, chat: target.key });
     const { body } = envelope;
     switch (body.kind) {
       case 'status':
