@@ -20,6 +20,9 @@ export interface CommandNodeOptions {
   readonly memoTtlMs: number;
 }
 
+/** What a command without an argument schema accepts (made once: a zod schema is not cheap to build). */
+const ANY_TEXT = z.string();
+
 /** A /command: answered by the plugin that defines it, without the LLM. One node, one reply. */
 export class CommandNode {
   constructor(private readonly options: CommandNodeOptions) {}
@@ -66,7 +69,7 @@ export class CommandNode {
     const refusal = registry.refusal(registered.plugin, registered.command, caller);
     if (refusal) return failed(`The command /${command.name} is not available here: ${refusal}.`, 'COMMAND_NOT_ALLOWED');
 
-    const schema = registered.command.args ?? z.string();
+    const schema = registered.command.args ?? ANY_TEXT;
     const args = schema.safeParse(command.args);
     if (!args.success) {
       const usage = registered.command.usage ? `Usage: /${command.name} ${registered.command.usage}\n` : '';

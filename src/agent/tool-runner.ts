@@ -7,7 +7,7 @@ import type { Store } from '../store/store.ts';
 import type { Fuse } from '../plugins/fuse.ts';
 import { pluginStore } from '../plugins/plugin-store.ts';
 import type { PluginRegistry, RegisteredTool } from '../plugins/registry.ts';
-import type { Caller, PluginContext, Scheduler } from '../plugins/sdk.ts';
+import type { Caller, PluginContext, PluginStore, Scheduler } from '../plugins/sdk.ts';
 import type { ToolOutcomeStatus } from './chain-log.ts';
 import type { ToolCall } from './llm.ts';
 import type { UserEnv } from './user-env.ts';
@@ -63,6 +63,8 @@ export function callerOf(node: Envelope, adminUsers: ReadonlySet<string>): Calle
  * Refusals, bad arguments, errors and timeouts all become a result the model reads.
  */
 export class ToolRunner {
+  private readonly pluginStores = new Map<string, PluginStore>();
+
   constructor(private readonly options: ToolRunnerOptions) {}
 
   private recordKey = (nodeId: string, callId: string): string => `toolrun:${nodeId}:${callId}`;
@@ -214,12 +216,22 @@ export class ToolRunner {
       caller,
       env,
       settings: plugin.settings,
-      store: pluginStore(this.options.store, plugin.manifest.name),
+      store: this.storeOf(plugin.manifest.name),
       schedule: this.options.scheduler(node, requestId),
       logger: lazyChild(this.options.logger, { plugin: plugin.manifest.name, chainId: node.chainId }),
       signal,
       requestId,
     };
+  }
+
+  /** A plugin's view of the store holds no state of its own: one per plugin, made on first use. */
+  private storeOf(pluginName: string): PluginStore {
+    let store = this.pluginStores.get(pluginName);
+    if (store === undefined) {
+      store = pluginStore(this.options.store, pluginName);
+      this.pluginStores.set(pluginName, store);
+    }
+    return store;
   }
 
   /** The caller's env values for the keys the plugin declared (nothing else). */

@@ -38,6 +38,9 @@ export interface RegisteredCommand {
 export class PluginRegistry {
   private readonly tools = new Map<string, RegisteredTool>();
   private readonly commands = new Map<string, RegisteredCommand>();
+  /** The same, by name: sorted once, since the registry does not change after it is built. */
+  private readonly sortedTools: readonly RegisteredTool[];
+  private readonly sortedCommands: readonly RegisteredCommand[];
   readonly plugins: LoadedPlugin[] = [];
   readonly failures: PluginFailure[];
 
@@ -53,6 +56,8 @@ export class PluginRegistry {
       for (const tool of plugin.definition.tools ?? []) this.tools.set(tool.name, { plugin, tool, spec: toolSpec(tool) });
       for (const command of plugin.definition.commands ?? []) this.commands.set(command.name, { plugin, command });
     }
+    this.sortedTools = [...this.tools.values()].sort(byName((t) => t.tool.name));
+    this.sortedCommands = [...this.commands.values()].sort(byName((c) => c.command.name));
   }
 
   tool(name: string): RegisteredTool | undefined {
@@ -65,14 +70,12 @@ export class PluginRegistry {
 
   /** The tools this caller may use here, by name. */
   toolsFor(caller: Caller): RegisteredTool[] {
-    return [...this.tools.values()].filter((t) => refusal(t.plugin, t.tool, caller) === undefined).sort(byName((t) => t.tool.name));
+    return this.sortedTools.filter((t) => refusal(t.plugin, t.tool, caller) === undefined);
   }
 
   /** The commands this caller may use here, by name. */
   commandsFor(caller: Caller): RegisteredCommand[] {
-    return [...this.commands.values()]
-      .filter((c) => refusal(c.plugin, c.command, caller) === undefined)
-      .sort(byName((c) => c.command.name));
+    return this.sortedCommands.filter((c) => refusal(c.plugin, c.command, caller) === undefined);
   }
 
   /** Why this caller may not use the tool or command here; undefined when allowed. */
