@@ -3,7 +3,9 @@ import { Socket } from 'node:net';
 /**
  * Makes the writes a socket gets within one turn of the event loop leave as one `writev` instead of
  * one system call (and, with noDelay, one TCP packet) each. amqplib writes every frame, ack and
- * publish separately; under load that was the largest single cost of the process.
+ * publish separately; under load that was the largest single cost of the process. The socket is
+ * uncorked by setImmediate, after every I/O callback of this poll phase has run: what the
+ * handlers of all the messages and requests that arrived together write leaves in one system call.
  * Returns false (and changes nothing) when `stream` is not a socket.
  */
 export function coalesceWrites(stream: unknown): boolean {
@@ -19,7 +21,7 @@ export function coalesceWrites(stream: unknown): boolean {
     if (!corked && !stream.destroyed) {
       corked = true;
       stream.cork();
-      process.nextTick(uncork);
+      setImmediate(uncork);
     }
     return write(...args);
   }) as Socket['write'];
