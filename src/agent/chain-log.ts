@@ -63,8 +63,7 @@ export class ChainLog {
 
   async put(chainId: string, node: ChainNode): Promise<void> {
     const bounded = { ...node, toolCalls: node.toolCalls.map((c) => ({ ...c, args: maskSecrets(c.args), result: clip(c.result) })) };
-    await this.store.hset(this.key(chainId), { [node.nodeId]: JSON.stringify(bounded) });
-    await this.store.expire(this.key(chainId), this.ttlMs);
+    await this.store.hset(this.key(chainId), { [node.nodeId]: JSON.stringify(bounded) }, { ttlMs: this.ttlMs });
   }
 
   /** Rewrites one node's entry (a parked node, once its confirmation is decided). */

@@ -26,10 +26,7 @@ export class EnvelopeBus {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    return this.bus.publish(target.exchange, target.routingKey, body, {
-      messageId: envelope.id,
-      headers: { 'x-chain-id': envelope.chainId },
-    });
+    return this.bus.publish(target.exchange, target.routingKey, body, { messageId: envelope.id });
   }
 
   route(envelope: Envelope): { exchange: string; routingKey: string } {

@@ -10,7 +10,15 @@
  */
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
-import { type QuotaCounter, type QuotaTakeResult, type Route, type RouteAddResult, type SetOptions, type Store } from './store.ts';
+import {
+  type HashWriteOptions,
+  type QuotaCounter,
+  type QuotaTakeResult,
+  type Route,
+  type RouteAddResult,
+  type SetOptions,
+  type Store,
+} from './store.ts';
 import { keysOfRoute } from './route-keys.ts';
 import { loadSnapshot, serializeSnapshot, SnapshotWriter, type Entry, type EntryType } from './memory-store-snapshot.ts';
 import {
@@ -257,20 +265,24 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {
+  async hset(key: string, fields: Readonly<Record<string, string>>, options: HashWriteOptions = {}): Promise<void> {
+    checkTtl(options.ttlMs);
     const pairs = Object.entries(fields);
     const hash = this.read(key, 'hash');
     if (pairs.length === 0) return;
-    const map = hash?.value ?? this.create(key, { type: 'hash', value: new Map<string, string>() }).value;
-    for (const [field, value] of pairs) map.set(field, value);
+    const entry: EntryOf<'hash'> = hash ?? this.create(key, { type: 'hash', value: new Map<string, string>() });
+    for (const [field, value] of pairs) entry.value.set(field, value);
+    if (options.ttlMs !== undefined) entry.expiresAt = this.now() + options.ttlMs;
     this.changed();
   }
 
-  async hsetnx(key: string, field: string, value: string): Promise<boolean> {
+  async hsetnx(key: string, field: string, value: string, options: HashWriteOptions = {}): Promise<boolean> {
+    checkTtl(options.ttlMs);
     const hash = this.read(key, 'hash');
     if (hash?.value.has(field) === true) return false;
-    const map = hash?.value ?? this.create(key, { type: 'hash', value: new Map<string, string>() }).value;
-    map.set(field, value);
+    const entry: EntryOf<'hash'> = hash ?? this.create(key, { type: 'hash', value: new Map<string, string>() });
+    entry.value.set(field, value);
+    if (options.ttlMs !== undefined) entry.expiresAt = this.now() + options.ttlMs;
     this.changed();
     return true;
   }

@@ -20,6 +20,7 @@ import { errorMessage } from '../core/errors.ts';
 import { checkInteger, checkLimit, checkQuotaCounters, checkScore, checkTtl } from './store-rules.ts';
 import {
   MAX_QUOTA_COUNTERS,
+  type HashWriteOptions,
   type QuotaCounter,
   type QuotaTakeResult,
   type Route,
@@ -186,14 +187,24 @@ export class RedisStore implements Store {
     return (await this.run(() => this.script('route-remove')(...keysOfRoute(route), route.id, route.source, route.target))) === 1;
   }
 
-  hset(key: string, fields: Readonly<Record<string, string>>): Promise<void> {
+  hset(key: string, fields: Readonly<Record<string, string>>, options: HashWriteOptions = {}): Promise<void> {
+    const { ttlMs } = options;
     const pairs = Object.entries(fields);
-    // HSET needs a field; with none, HLEN still reports WRONGTYPE like the memory store does.
-    return this.run(() => (pairs.length === 0 ? this.redis.hlen(key) : this.redis.hset(key, ...pairs.flat()))).then(() => undefined);
+    return this.run(() => {
+      checkTtl(ttlMs);
+      // HSET needs a field; with none, HLEN still reports WRONGTYPE like the memory store does.
+      if (pairs.length === 0) return this.redis.hlen(key);
+      if (ttlMs === undefined) return this.redis.hset(key, ...pairs.flat());
+      return this.script('hset-ttl')(key, ttlMs, ...pairs.flat());
+    }).then(() => undefined);
   }
 
-  hsetnx(key: string, field: string, value: string): Promise<boolean> {
-    return this.run(() => this.redis.hsetnx(key, field, value)).then((reply) => reply === 1);
+  hsetnx(key: string, field: string, value: string, options: HashWriteOptions = {}): Promise<boolean> {
+    const { ttlMs } = options;
+    return this.run(() => {
+      checkTtl(ttlMs);
+      return ttlMs === undefined ? this.redis.hsetnx(key, field, value) : this.script('hsetnx-ttl')(key, field, value, ttlMs);
+    }).then((reply) => reply === 1);
   }
 
   hget(key: string, field: string): Promise<string | null> {

@@ -15,6 +15,11 @@ export interface SetOptions {
   readonly ifAbsent?: boolean;
 }
 
+export interface HashWriteOptions {
+  /** Give the hash this time to live (PEXPIRE) when the call writes. */
+  readonly ttlMs?: number;
+}
+
 /** One counter of `Store.quotaTake`: an integer counter (missing = 0), its limit and what this call takes from it. */
 export interface QuotaCounter {
   readonly key: string;
@@ -90,9 +95,10 @@ export interface Store {
   /** Gives up a lease `owner` holds, so another can take it at once; false when it was not theirs. */
   release(key: string, owner: string): Promise<boolean>;
 
-  hset(key: string, fields: Readonly<Record<string, string>>): Promise<void>;
-  /** Sets one field only if it is absent; true when it was written. */
-  hsetnx(key: string, field: string, value: string): Promise<boolean>;
+  /** With `ttlMs`, the hash's time to live is set to it in the same atomic step. */
+  hset(key: string, fields: Readonly<Record<string, string>>, options?: HashWriteOptions): Promise<void>;
+  /** Sets one field only if it is absent; true when it was written (and then `ttlMs`, if given, is the hash's time to live). */
+  hsetnx(key: string, field: string, value: string, options?: HashWriteOptions): Promise<boolean>;
   hget(key: string, field: string): Promise<string | null>;
   hgetall(key: string): Promise<Record<string, string>>;
   hdel(key: string, ...fields: string[]): Promise<number>;

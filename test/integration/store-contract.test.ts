@@ -321,6 +321,27 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.zrange('z', 10)).toEqual([]);
   });
 
+  it('hset and hsetnx with ttlMs set the hash time to live in the same step; a write renews it', async () => {
+    await store.hset('ht', { a: '1' }, { ttlMs: 150 });
+    expect(await store.hsetnx('hn', 'f', 'v', { ttlMs: 150 })).toBe(true);
+    await store.hset('keep', { a: '1' });
+    expect(await store.hsetnx('keep', 'a', 'x', { ttlMs: 150 })).toBe(false); // nothing written, no TTL set
+    await store.hset('renewed', { a: '1' }, { ttlMs: 150 });
+    await sleep(100);
+    await store.hset('renewed', { b: '2' }, { ttlMs: 150 });
+    await sleep(100);
+    expect(await store.hgetall('ht')).toEqual({});
+    expect(await store.hgetall('hn')).toEqual({});
+    expect(await store.hgetall('keep')).toEqual({ a: '1' });
+    expect(await store.hgetall('renewed')).toEqual({ a: '1', b: '2' });
+    await expect(store.hset('ht', { a: '1' }, { ttlMs: 0 })).rejects.toThrow(/invalid expire time/);
+    await expect(store.hsetnx('ht', 'a', '1', { ttlMs: -5 })).rejects.toThrow(/invalid expire time/);
+    await store.set('str', 'x');
+    await expect(store.hset('str', { a: '1' }, { ttlMs: 1000 })).rejects.toThrow(/WRONGTYPE/);
+    await expect(store.hsetnx('str', 'a', '1', { ttlMs: 1000 })).rejects.toThrow(/WRONGTYPE/);
+    expect(await store.get('str')).toBe('x');
+  });
+
   it('hashes: hset, hsetnx, hget, hgetall, hdel, hincr', async () => {
     await store.hset('h', { a: '1', b: '2' });
     await store.hset('h', {}); // nothing to write is not an error

@@ -18,6 +18,8 @@ export class TaskEventHub {
 
   async start(): Promise<void> {
     this.stopListening = await this.store.listen(TASK_EVENTS_CHANNEL, (message) => {
+      // Every task's events are announced here; most of the time no stream of this process listens.
+      if (this.listeners.size === 0) return;
       let notice: TaskNotice;
       try {
         notice = TaskNoticeSchema.parse(JSON.parse(message));

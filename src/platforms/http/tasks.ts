@@ -83,9 +83,8 @@ export class TaskStore {
   /** Records an event once per envelope id; returns false when it was recorded before. */
   async record(taskId: string, eventId: string, event: TaskEvent): Promise<boolean> {
     const key = this.eventsKey(taskId);
-    const added = await this.store.hsetnx(key, eventId, JSON.stringify(event));
+    const added = await this.store.hsetnx(key, eventId, JSON.stringify(event), { ttlMs: this.ttlMs });
     if (added) {
-      await this.store.expire(key, this.ttlMs);
       const notice: TaskNotice = { taskId, eventId, ...('status' in event && event.status ? { status: event.status } : {}) };
       await this.store.notify(TASK_EVENTS_CHANNEL, JSON.stringify(notice));
     }
