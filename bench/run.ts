@@ -32,8 +32,8 @@ async function fastPath(kind: 'command' | 'llm'): Promise<Awaited<ReturnType<typ
       text: kind === 'command' ? '/help' : `question ${i}`,
       conversation: `c${i % 200}`,
     }));
-    await driveTasks(app.url ?? '', app.store, tasks.slice(0, 200), CONCURRENCY); // warm-up
-    return await driveTasks(app.url ?? '', app.store, tasks, CONCURRENCY);
+    await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks.slice(0, 200), CONCURRENCY); // warm-up
+    return await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks, CONCURRENCY);
   } finally {
     await app.stop();
     await llm?.close();
@@ -68,7 +68,7 @@ async function slowLlm(): Promise<{
   try {
     const tasks = [];
     for (let m = 0; m < 10; m++) for (let c = 0; c < 200; c++) tasks.push({ text: `c${c} m${m}`, conversation: `c${c}` });
-    const result = await driveTasks(app.url ?? '', app.store, tasks, 200);
+    const result = await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks, 200);
     const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8');
     const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
     return {

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Pool } from 'undici';
+import { Worker } from 'node:worker_threads';
 import { startApp, type RunningApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { RoleName } from '../src/roles.ts';
-import { TASK_EVENTS_CHANNEL, type TaskNotice } from '../src/platforms/http/tasks.ts';
-import type { Store } from '../src/store/store.ts';
+import type { LoadJob, LoadResult } from './load-generator.ts';
 import { summarise, type Throughput } from './stats.ts';
 
 export const BENCH_KEY = 'bench-secret-123456';
@@ -37,77 +36,35 @@ export async function startBenchApp(env: Record<string, string>, roles: RoleName
 }
 
 /**
- * Resolves each task's completion when the http sender records its final event (the task-events
- * channel). The notices are our own, so the sink reads them with JSON.parse only: the load
- * generator's CPU is not part of what is measured, yet it shares the machine's two cores.
- */
-export async function taskCompletions(store: Store): Promise<{ waitFor(taskId: string): Promise<number>; close(): Promise<void> }> {
-  const waiting = new Map<string, (at: number) => void>();
-  const early = new Map<string, number>();
-  const stop = await store.listen(TASK_EVENTS_CHANNEL, (message) => {
-    const notice = JSON.parse(message) as Pick<TaskNotice, 'taskId' | 'status'>;
-    if (notice.status !== 'done' && notice.status !== 'failed') return;
-    const at = performance.now();
-    const resolve = waiting.get(notice.taskId);
-    if (resolve) {
-      waiting.delete(notice.taskId);
-      resolve(at);
-    } else early.set(notice.taskId, at);
-  });
-  return {
-    waitFor(taskId) {
-      const at = early.get(taskId);
-      if (at !== undefined) {
-        early.delete(taskId);
-        return Promise.resolve(at);
-      }
-      return new Promise((resolve) => waiting.set(taskId, resolve));
-    },
-    close: stop,
-  };
-}
-
-/**
  * End-to-end tasks through api → RabbitMQ → worker → RabbitMQ → sender:http: from the POST to the
  * moment the http sender has recorded the final reply on the task (what GET would now return).
+ * The clients run on a worker thread (bench/load-generator.ts); `env` says where the store is.
  */
 export async function driveTasks(
   apiUrl: string,
-  store: Store,
+  env: Pick<BenchEnv, 'redisUrl' | 'namespace'>,
   tasks: readonly { text: string; conversation: string }[],
   concurrency: number,
 ): Promise<Throughput & { latenciesMs: number[] }> {
-  const sink = await taskCompletions(store);
-  // undici's request API on keep-alive connections: the cheapest well-kept client (fetch, through
-  // web streams, and node:http each cost the generator more CPU than the API it drives).
-  const pool = new Pool(apiUrl, { connections: concurrency });
-  const headers = { authorization: `Bearer ${BENCH_KEY}`, 'content-type': 'application/json' };
-  const latencies: number[] = [];
-  const completions: Promise<void>[] = [];
-  const started = performance.now();
-  let next = 0;
+  const job: LoadJob = { apiUrl, apiKey: BENCH_KEY, redisUrl: env.redisUrl, keyPrefix: `${env.namespace}:`, tasks, concurrency };
+  // The thread runs TypeScript like this process: tsx is registered in it before the module loads.
+  const entry = new URL('./load-generator.ts', import.meta.url).href;
+  const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry)}); });`, {
+    eval: true,
+    workerData: job,
+  });
   try {
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < tasks.length) {
-          const task = tasks[next++];
-          if (!task) break;
-          const sentAt = performance.now();
-          const response = await pool.request({ path: '/v1/tasks', method: 'POST', headers, body: JSON.stringify(task) });
-          const text = await response.body.text();
-          if (response.statusCode !== 202) throw new Error(`POST answered ${response.statusCode}: ${text}`);
-          const { taskId } = JSON.parse(text) as { taskId: string };
-          completions.push(sink.waitFor(taskId).then((at) => void latencies.push(at - sentAt)));
-        }
-      }),
-    );
-    await Promise.all(completions);
+    const reply = await new Promise<{ ok: true; result: LoadResult } | { ok: false; error: string }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the load generator exited with ${code} before answering`)));
+    });
+    if (!reply.ok) throw new Error(`load generator failed: ${reply.error}`);
+    const { latenciesMs, seconds } = reply.result;
+    return { ...summarise(latenciesMs, seconds), latenciesMs };
   } finally {
-    await pool.close();
-    await sink.close();
+    await worker.terminate();
   }
-  const seconds = (performance.now() - started) / 1000;
-  return { ...summarise(latencies, seconds), latenciesMs: latencies };
 }
 
 export function uniqueNamespace(): string {
