@@ -28,17 +28,22 @@ export class CommandNode {
   constructor(private readonly options: CommandNodeOptions) {}
 
   async handle(node: EnvelopeOf<'message'>, command: Command, log: Logger): Promise<void> {
-    const { store, chains, memoTtlMs } = this.options;
-    const memoKey = `node:${node.id}:reply`;
+    const { store, chains, memoTtlMs, registry } = this.options;
     const startedAt = new Date().toISOString();
-    const memo = await store.get(memoKey);
     let reply: ReplyBody;
-    if (memo !== null) {
-      log.info('command was answered before; re-sending its reply');
-      reply = ReplyBodySchema.parse(JSON.parse(memo));
-    } else {
+    if (registry.command(command.name)?.command.readOnly === true) {
+      // Nothing to run twice: a redelivered read-only command answers again, under the same envelope id.
       reply = await this.run(node, command, log);
-      await store.set(memoKey, JSON.stringify(reply), { ttlMs: memoTtlMs });
+    } else {
+      const memoKey = `node:${node.id}:reply`;
+      const memo = await store.get(memoKey);
+      if (memo !== null) {
+        log.info('command was answered before; re-sending its reply');
+        reply = ReplyBodySchema.parse(JSON.parse(memo));
+      } else {
+        reply = await this.run(node, command, log);
+        await store.set(memoKey, JSON.stringify(reply), { ttlMs: memoTtlMs });
+      }
     }
     await new Outbox(this.options.bus, node).emit(reply);
     await chains.put(node.chainId, {

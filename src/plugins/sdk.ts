@@ -107,6 +107,12 @@ export interface CommandDefinition<S extends z.ZodType = z.ZodType> extends Avai
   readonly args?: S;
   /** Shown in /help and when the arguments do not parse, e.g. `<minutes> <text>`. */
   readonly usage?: string;
+  /**
+   * The command changes nothing, it only reads. A command is otherwise run once per message: its
+   * reply is remembered, and a message delivered again gets the remembered reply. A read-only one is
+   * simply run again (saving two store round trips per command); the person still gets one reply.
+   */
+  readonly readOnly?: boolean;
   /** Returns the reply (Markdown). */
   run(args: z.output<S>, ctx: PluginContext): Promise<string>;
 }

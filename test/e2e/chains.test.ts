@@ -357,4 +357,28 @@ describe.each(MODES)('%s mode: chains, plugins and /confirm', (mode) => {
     // The model was asked once per node: the duplicate read the memo.
     expect(llm.requests).toHaveLength(2);
   });
+
+  it('a command delivered twice runs once and answers once; a read-only one runs again and still answers once', async () => {
+    const bus = new EnvelopeBus(sb.app.bus, 8);
+    const before = { tally: await runs('tally'), peek: await runs('peek') };
+    const tally = newMessageEnvelope({
+      from: 'http:alice',
+      user: { id: 'http:alice' },
+      text: '/tally',
+      command: { name: 'tally', args: '' },
+    });
+    const peek = newMessageEnvelope({ from: 'http:alice', user: { id: 'http:alice' }, text: '/peek', command: { name: 'peek', args: '' } });
+    for (const node of [tally, tally, peek, peek]) await bus.publish(node);
+    const inbox = async (): Promise<string[]> => {
+      const body = (await (await sb.request('alice', 'GET', '/v1/messages')).json()) as { messages: { text: string }[] };
+      return body.messages.map((m) => m.text).filter((text) => text.startsWith('tally') || text === 'peeked');
+    };
+    await expect.poll(async () => (await runs('peek')) - before.peek, { timeout: 10_000 }).toBe(2);
+    await expect.poll(inbox, { timeout: 10_000 }).toEqual([`tally ${before.tally + 1}`, 'peeked']);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await runs('tally')).toBe(before.tally + 1);
+    expect(await inbox()).toEqual([`tally ${before.tally + 1}`, 'peeked']);
+    expect(await sb.app.store.get(`node:${peek.id}:reply`)).toBeNull();
+    expect(await sb.app.store.get(`node:${tally.id}:reply`)).not.toBeNull();
+  });
 });

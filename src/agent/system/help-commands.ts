@@ -7,12 +7,14 @@ export function helpCommands(services: SystemServices): AnyCommand[] {
     defineCommand({
       name: 'help',
       description: 'List the commands and tools you can use here',
+      readOnly: true,
       run: async (_args, ctx) =>
         [...whatYouCanUse(services.registry(), ctx.caller), '', 'Anything else you write goes to the assistant.'].join('\n'),
     }),
     defineCommand({
       name: 'start',
       description: 'Say hello and see what I can do',
+      readOnly: true,
       run: async (_args, ctx) =>
         [
           'Hello! I am an assistant: write to me in your own words and I answer, using tools where they help.',

@@ -6,6 +6,7 @@ export function pluginCommands(services: SystemServices): AnyCommand[] {
     defineCommand({
       name: 'plugins',
       description: 'Show every plugin and tool with its state',
+      readOnly: true,
       run: async (_args, ctx) => {
         const registry = services.registry();
         const blown = await services.fuse.allBlown();

@@ -81,6 +81,7 @@ export function providerCommands(services: SystemServices): AnyCommand[] {
     defineCommand({
       name: 'usage',
       description: "Today's use of the language model and your limits",
+      readOnly: true,
       run: async (_args, ctx) => {
         const userId = ctx.caller.userId;
         if (userId === null) return NO_USER;
