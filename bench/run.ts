@@ -12,7 +12,9 @@ import { benchEnv, driveTasks, startBenchApp, uniqueNamespace } from './switchbo
 
 const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const COUNT = Number(process.env.BENCH_TASKS ?? 2000);
+const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
+/** Tasks sent before (a) and (b) are measured, so both measure a warm process, as the raw baseline's better run does. */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
 const CONCURRENCY = 64;
 
 function log(line: string): void {
@@ -28,12 +30,15 @@ async function fastPath(kind: 'command' | 'llm'): Promise<Awaited<ReturnType<typ
     'sender:http',
   ]);
   try {
-    const tasks = Array.from({ length: COUNT }, (_, i) => ({
+    const tasks = Array.from({ length: WARMUP + COUNT }, (_, i) => ({
       text: kind === 'command' ? '/help' : `question ${i}`,
       conversation: `c${i % 200}`,
     }));
-    await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks.slice(0, 200), CONCURRENCY); // warm-up
-    return await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks, CONCURRENCY);
+    return await driveTasks(
+      app.url ?? '',
+      { redisUrl: REDIS, namespace },
+      { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
+    );
   } finally {
     await app.stop();
     await llm?.close();
@@ -68,7 +73,7 @@ async function slowLlm(): Promise<{
   try {
     const tasks = [];
     for (let m = 0; m < 10; m++) for (let c = 0; c < 200; c++) tasks.push({ text: `c${c} m${m}`, conversation: `c${c}` });
-    const result = await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, tasks, 200);
+    const result = await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, { tasks, concurrency: 200 });
     const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8');
     const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
     return {

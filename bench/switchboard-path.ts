@@ -4,7 +4,7 @@ import { startApp, type RunningApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { RoleName } from '../src/roles.ts';
-import type { LoadJob, LoadResult } from './load-generator.ts';
+import type { BenchTask, LoadJob, LoadResult } from './load-generator.ts';
 import { summarise, type Throughput } from './stats.ts';
 
 export const BENCH_KEY = 'bench-secret-123456';
@@ -39,14 +39,14 @@ export async function startBenchApp(env: Record<string, string>, roles: RoleName
  * End-to-end tasks through api → RabbitMQ → worker → RabbitMQ → sender:http: from the POST to the
  * moment the http sender has recorded the final reply on the task (what GET would now return).
  * The clients run on a worker thread (bench/load-generator.ts); `env` says where the store is.
+ * Only `tasks` are measured, after the `warmup` ones.
  */
 export async function driveTasks(
   apiUrl: string,
   env: Pick<BenchEnv, 'redisUrl' | 'namespace'>,
-  tasks: readonly { text: string; conversation: string }[],
-  concurrency: number,
+  load: { readonly warmup?: readonly BenchTask[]; readonly tasks: readonly BenchTask[]; readonly concurrency: number },
 ): Promise<Throughput & { latenciesMs: number[] }> {
-  const job: LoadJob = { apiUrl, apiKey: BENCH_KEY, redisUrl: env.redisUrl, keyPrefix: `${env.namespace}:`, tasks, concurrency };
+  const job: LoadJob = { apiUrl, apiKey: BENCH_KEY, redisUrl: env.redisUrl, keyPrefix: `${env.namespace}:`, warmup: [], ...load };
   // The thread runs TypeScript like this process: tsx is registered in it before the module loads.
   const entry = new URL('./load-generator.ts', import.meta.url).href;
   const worker = new Worker(`import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry)}); });`, {
