@@ -39,6 +39,15 @@ interface Waiter {
  * the next one. Channels, consumers and unconfirmed publishes are recovered by their owners
  * (AmqpConsumer, ConfirmPublisher): amqplib's recovery only replaces the connection.
  */
+/**
+ * The socket under a channel model or a channel: amqplib keeps it as `connection.stream` (a channel's
+ * `connection` is the same connection object), which its types leave out.
+ */
+export function socketOf(modelOrChannel: ChannelModel | Channel): unknown {
+  const connection: unknown = Reflect.get(modelOrChannel, 'connection');
+  return typeof connection === 'object' && connection !== null ? Reflect.get(connection, 'stream') : undefined;
+}
+
 export class AmqpConnection {
   private live: ChannelModel | undefined;
   private waiters: Waiter[] = [];
@@ -76,8 +85,8 @@ export class AmqpConnection {
         setup: async (model: ChannelModel) => {
           // Before anything else: amqplib listens on the model only once setup has succeeded.
           model.on('error', (err: Error) => options.logger.debug({ error: err.message }, 'AMQP connection error'));
-          // amqplib keeps its socket as `connection.stream` (not in its types): batch what is written to it per tick.
-          coalesceWrites(Reflect.get(model.connection, 'stream'));
+          // Batch what is written to the socket per turn of the event loop.
+          coalesceWrites(socketOf(model));
           model.once('close', () => {
             dead.add(model);
             holder.connection?.forget(model);

@@ -2,7 +2,8 @@ import type { ConfirmChannel, Options } from 'amqplib';
 import { errorMessage, SwitchboardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { backoff, sleep } from '../core/timing.ts';
-import { channelClosed, closeQuietly, isChannelOpen, watchChannel, type AmqpConnection } from './amqp-connection.ts';
+import { flushWrites } from '../core/coalesce-writes.ts';
+import { channelClosed, closeQuietly, isChannelOpen, socketOf, watchChannel, type AmqpConnection } from './amqp-connection.ts';
 import { isBrokerRefusal, isNotFound, type Namespace } from './amqp-topology.ts';
 
 interface PublishJob {
@@ -111,6 +112,16 @@ export class ConfirmPublisher {
   }
 
   private async pump(): Promise<void> {
+    let written: ConfirmChannel | undefined;
+    try {
+      await this.publishQueued((channel) => (written = channel));
+    } finally {
+      // The pump runs from a setImmediate: send its batch now rather than on the next turn of the loop.
+      if (written !== undefined) flushWrites(socketOf(written));
+    }
+  }
+
+  private async publishQueued(onWrite: (channel: ConfirmChannel) => void): Promise<void> {
     while (this.queue.length > 0 && !this.stopped) {
       let channel = this.channel;
       if (channel === undefined || !isChannelOpen(channel)) {
@@ -149,6 +160,7 @@ export class ConfirmPublisher {
       let writable: boolean;
       try {
         writable = channel.publish(job.exchange, job.routingKey, job.body, job.properties, (err: unknown) => this.confirmed(job, err));
+        onWrite(channel);
       } catch (err) {
         this.unconfirmed.delete(job);
         if (isChannelOpen(channel) && !(err instanceof Error && err.name === 'IllegalOperationError')) {
@@ -162,6 +174,7 @@ export class ConfirmPublisher {
         continue;
       }
       if (!writable) {
+        flushWrites(socketOf(channel));
         this.logger.debug({ pending: this.pending }, 'publisher channel buffer full; waiting for drain');
         await drained(channel);
       }

@@ -1,5 +1,7 @@
 import { Socket } from 'node:net';
 
+const flushers = new WeakMap<Socket, () => void>();
+
 /**
  * Makes the writes a socket gets within one turn of the event loop leave as one `writev` instead of
  * one system call (and, with noDelay, one TCP packet) each. amqplib writes every frame, ack and
@@ -13,6 +15,7 @@ export function coalesceWrites(stream: unknown): boolean {
   const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
   let corked = false;
   const uncork = (): void => {
+    if (!corked) return;
     corked = false;
     stream.uncork();
   };
@@ -25,5 +28,15 @@ export function coalesceWrites(stream: unknown): boolean {
     }
     return write(...args);
   }) as Socket['write'];
+  flushers.set(stream, uncork);
   return true;
+}
+
+/**
+ * Sends what a coalescing socket holds now. For a writer that batches on its own and runs from a
+ * setImmediate itself (the publisher's pump): an uncork it scheduled from there would wait for the
+ * next turn of the loop. Does nothing for any other stream.
+ */
+export function flushWrites(stream: unknown): void {
+  if (stream instanceof Socket) flushers.get(stream)?.();
 }

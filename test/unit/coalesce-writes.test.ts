@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { coalesceWrites } from '../../src/core/coalesce-writes.ts';
+import { coalesceWrites, flushWrites } from '../../src/core/coalesce-writes.ts';
 
 /** A connected socket pair on loopback; `received` collects what the server side reads. */
 async function socketPair(): Promise<{ client: net.Socket; received: () => string; close: () => Promise<void> }> {
@@ -43,6 +43,30 @@ describe('coalesceWrites', () => {
       pair.client.write('next tick;');
       await expect.poll(() => pair.received()).toBe(`${Array.from({ length: 10 }, (_, i) => `frame ${i};`).join('')}next tick;`);
       expect(calls[0]).toBe(10);
+    } finally {
+      await pair.close();
+    }
+  });
+
+  it('flushWrites sends what is held at once, without waiting for the next turn of the loop', async () => {
+    const pair = await socketPair();
+    try {
+      coalesceWrites(pair.client);
+      const calls: number[] = [];
+      const writev = pair.client._writev?.bind(pair.client);
+      pair.client._writev = (chunks, callback) => {
+        calls.push(chunks.length);
+        writev?.(chunks, callback);
+      };
+      pair.client.write('a;');
+      pair.client.write('b;');
+      expect(calls).toEqual([]);
+      flushWrites(pair.client);
+      expect(calls).toEqual([2]);
+      flushWrites(pair.client); // nothing held: nothing sent
+      flushWrites(new PassThrough()); // not a coalescing socket: ignored
+      await expect.poll(() => pair.received()).toBe('a;b;');
+      expect(calls).toEqual([2]);
     } finally {
       await pair.close();
     }
