@@ -116,7 +116,8 @@ export class AmqpBus implements Bus {
       persistent: true,
       messageId: options.messageId ?? uuidv7(),
       contentType: 'application/json',
-      headers,
+      // Most messages have none: an empty table is still encoded by amqplib and decoded by the consumer.
+      ...(Object.keys(headers).length > 0 ? { headers } : {}),
     });
   }
 

@@ -18,19 +18,23 @@ export class InstrumentedBus implements Bus {
 
   consume(queue: string, handler: MessageHandler, options: ConsumeOptions): Promise<Subscription> {
     const { consumed, processing, redeliveries } = this.metrics;
+    // Label sets made once per queue rather than per message.
+    const labels = { queue };
+    const ok = { queue, outcome: 'ok' };
+    const failed = { queue, outcome: 'error' };
     return this.inner.consume(
       queue,
       async (msg) => {
-        if (msg.redelivered) redeliveries.inc({ queue });
-        const stop = processing.startTimer({ queue });
+        if (msg.redelivered) redeliveries.inc(labels);
+        const started = performance.now();
         try {
           await handler(msg);
-          consumed.inc({ queue, outcome: 'ok' });
+          consumed.inc(ok);
         } catch (err) {
-          consumed.inc({ queue, outcome: 'error' });
+          consumed.inc(failed);
           throw err;
         } finally {
-          stop();
+          processing.observe(labels, (performance.now() - started) / 1000);
         }
       },
       options,

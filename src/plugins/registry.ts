@@ -41,6 +41,8 @@ export class PluginRegistry {
   /** The same, by name: sorted once, since the registry does not change after it is built. */
   private readonly sortedTools: readonly RegisteredTool[];
   private readonly sortedCommands: readonly RegisteredCommand[];
+  /** What each kind of caller may use (see callerKind), worked out once per kind. */
+  private readonly available = new Map<string, { tools: readonly RegisteredTool[]; commands: readonly RegisteredCommand[] }>();
   readonly plugins: LoadedPlugin[] = [];
   readonly failures: PluginFailure[];
 
@@ -69,13 +71,28 @@ export class PluginRegistry {
   }
 
   /** The tools this caller may use here, by name. */
-  toolsFor(caller: Caller): RegisteredTool[] {
-    return this.sortedTools.filter((t) => refusal(t.plugin, t.tool, caller) === undefined);
+  toolsFor(caller: Caller): readonly RegisteredTool[] {
+    return this.availableTo(caller).tools;
   }
 
   /** The commands this caller may use here, by name. */
-  commandsFor(caller: Caller): RegisteredCommand[] {
-    return this.sortedCommands.filter((c) => refusal(c.plugin, c.command, caller) === undefined);
+  commandsFor(caller: Caller): readonly RegisteredCommand[] {
+    return this.availableTo(caller).commands;
+  }
+
+  private availableTo(caller: Caller): { tools: readonly RegisteredTool[]; commands: readonly RegisteredCommand[] } {
+    const kind = callerKind(caller);
+    let found = this.available.get(kind);
+    if (found === undefined) {
+      found = {
+        tools: this.sortedTools.filter((t) => refusal(t.plugin, t.tool, caller) === undefined),
+        commands: this.sortedCommands.filter((c) => refusal(c.plugin, c.command, caller) === undefined),
+      };
+      // Kinds are few (platforms × chat types × admin or not); the bound only guards against surprises.
+      if (this.available.size >= MAX_CALLER_KINDS) this.available.clear();
+      this.available.set(kind, found);
+    }
+    return found;
   }
 
   /** Why this caller may not use the tool or command here; undefined when allowed. */
@@ -94,6 +111,13 @@ export class PluginRegistry {
     }
     return undefined;
   }
+}
+
+const MAX_CALLER_KINDS = 256;
+
+/** The fields of a caller that refusal() reads: callers alike in these may use the same things. */
+function callerKind(caller: Caller): string {
+  return `${caller.platform}\n${caller.chatType}\n${caller.isAdmin}`;
 }
 
 function refusal(plugin: LoadedPlugin, item: Availability, caller: Caller): string | undefined {

@@ -38,6 +38,25 @@ describe.each(MODES)('%s mode', (mode) => {
       expect(llm.requests[0]?.authorization).toBe('Bearer sk-test-key');
     });
 
+    it('counts what crosses the bus on GET /metrics: published, consumed per queue, processing time, chains in flight', async () => {
+      const metric = async (pattern: RegExp): Promise<number> => {
+        const text = await (await fetch(`${sb.url}/metrics`)).text();
+        return Number(pattern.exec(text)?.[1] ?? 0);
+      };
+      const published = /^switchboard_messages_published_total\{exchange="switchboard\.outbound"\} (\d+)/m;
+      const consumed = /^switchboard_messages_consumed_total\{queue="out\.http",outcome="ok"\} (\d+)/m;
+      const timed = /^switchboard_message_processing_seconds_count\{queue="out\.http"\} (\d+)/m;
+      const before = { published: await metric(published), consumed: await metric(consumed), timed: await metric(timed) };
+      await sb.run('alice', { text: '/help' });
+      await sb.run('alice', { text: '/help' });
+      await expect.poll(() => metric(consumed)).toBe(before.consumed + 2);
+      expect(await metric(published)).toBe(before.published + 2);
+      expect(await metric(timed)).toBe(before.timed + 2);
+      const text = await (await fetch(`${sb.url}/metrics`)).text();
+      expect(text).toMatch(/^switchboard_message_processing_seconds_bucket\{le="[^"]+",queue="agent\.\d+"\} \d+/m);
+      expect(text).toMatch(/^switchboard_chains_in_flight \d+/m);
+    });
+
     it('streams the reply and the final status as server-sent events', async () => {
       llm.respond(() => ({ text: 'streamed answer', delayMs: 150 }));
       const post = await sb.request('alice', 'POST', '/v1/tasks', { text: 'stream me' });

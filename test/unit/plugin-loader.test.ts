@@ -115,6 +115,11 @@ describe('plugin loader', () => {
     expect(names(caller())).not.toContain('admin_tool');
     expect(names(caller({ chatType: 'group' }))).toContain('group_tool');
     expect(names(caller({ isAdmin: true }))).toContain('admin_tool');
+    // Each kind of caller keeps its own answer, however the calls interleave.
+    expect(names(caller({ chatType: 'group', isAdmin: true }))).toEqual(expect.arrayContaining(['group_tool', 'admin_tool']));
+    expect(names(caller())).not.toContain('group_tool');
+    expect(names(caller({ isAdmin: true }))).not.toContain('group_tool');
+    expect(registry.commandsFor(caller()).map((c) => c.command.name)).toEqual(['peek', 'tally']);
     const group = registry.tool('group_tool');
     expect(group && registry.refusal(group.plugin, group.tool, caller())).toBe('it works only in group chats');
     const telegramOnly = { ...plugins[0]!, manifest: { ...plugins[0]!.manifest, platforms: ['telegram'] } };
