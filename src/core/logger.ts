@@ -46,12 +46,21 @@ export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Lo
   const real = (): Logger => (child ??= parent.child(bindings));
   return new Proxy(parent, {
     get(target, property) {
-      if (child === undefined && typeof property === 'string' && LEVEL_METHODS.has(property) && !target.isLevelEnabled(property)) {
-        return Reflect.get(target, property, target) as unknown;
+      if (child !== undefined) {
+        const value = Reflect.get(child, property, child) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value;
       }
-      const logger = real();
-      const value = Reflect.get(logger, property, logger) as unknown;
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(logger) : value;
+      const value = Reflect.get(target, property, target) as unknown;
+      // Until the child exists it reads as its parent would (same level, same methods), and
+      // looking at a method makes nothing: fastify checks each request logger's methods.
+      if (typeof value !== 'function') return value;
+      if (property === 'isLevelEnabled') return (value as (...args: unknown[]) => unknown).bind(target);
+      if (typeof property === 'string' && LEVEL_METHODS.has(property) && !target.isLevelEnabled(property)) return value;
+      if (property === 'child') {
+        return (more: Record<string, unknown>, options?: object) =>
+          options === undefined ? lazyChild(parent, { ...bindings, ...more }) : real().child(more, options);
+      }
+      return (...args: unknown[]) => (Reflect.get(real(), property) as (...a: unknown[]) => unknown).apply(child, args);
     },
     set(_target, property, value) {
       return Reflect.set(real(), property, value);

@@ -40,14 +40,20 @@ describe('lazyChild', () => {
     const log = lazyChild(logger, { chainId: 'c2' });
     log.info('not written');
     log.debug({ a: 1 }, 'not written either');
+    // fastify checks a request logger's methods; looking at them, or asking for a child, makes nothing.
+    for (const method of ['info', 'error', 'debug', 'fatal', 'warn', 'trace', 'child'] as const)
+      expect(typeof log[method]).toBe('function');
+    const grandchild = log.child({ plugin: 'p' });
     expect(child).not.toHaveBeenCalled();
     expect(log.isLevelEnabled('info')).toBe(false);
     log.warn('first');
     log.error('second');
     expect(child).toHaveBeenCalledTimes(1);
-    expect(lines().map((l) => [l.msg, l.chainId])).toEqual([
-      ['first', 'c2'],
-      ['second', 'c2'],
+    grandchild.warn('third');
+    expect(lines().map((l) => [l.msg, l.chainId, l.plugin])).toEqual([
+      ['first', 'c2', undefined],
+      ['second', 'c2', undefined],
+      ['third', 'c2', 'p'],
     ]);
   });
 
