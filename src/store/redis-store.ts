@@ -349,8 +349,8 @@ export class RedisStore implements Store {
   }
 
   private async shutdown(): Promise<void> {
-    // New calls throw from now on. While connected, those in flight may finish first (autopipelined
-    // commands are written a tick later, after a QUIT sent now); while not, they fail at once.
+    // New calls throw from now on. While connected, those in flight may finish first (coalesced
+    // commands are written at the end of the loop turn, after a QUIT sent now); while not, they fail at once.
     if (this.redis.status === 'ready') {
       await withTimeout(this.drained(), DRAIN_TIMEOUT_MS, 'drain').catch(() => undefined);
     }
