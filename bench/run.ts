@@ -9,6 +9,7 @@ import { cleanupNamespace } from '../test/helpers/switchboard.ts';
 import { spawnSwitchboard } from '../test/helpers/process.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
 import { benchEnv, driveTasks, startBenchApp, uniqueNamespace } from './switchboard-path.ts';
+import type { Throughput } from './stats.ts';
 
 const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -21,7 +22,7 @@ function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-async function fastPath(kind: 'command' | 'llm'): Promise<Awaited<ReturnType<typeof driveTasks>>> {
+async function fastPath(kind: 'command' | 'llm'): Promise<Throughput> {
   const namespace = uniqueNamespace();
   const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
   const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm?.baseURL }), [
@@ -34,11 +35,13 @@ async function fastPath(kind: 'command' | 'llm'): Promise<Awaited<ReturnType<typ
       text: kind === 'command' ? '/help' : `question ${i}`,
       conversation: `c${i % 200}`,
     }));
-    return await driveTasks(
+    const [result] = await driveTasks(
       app.url ?? '',
       { redisUrl: REDIS, namespace },
-      { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
+      { warmup: tasks.slice(0, WARMUP), rounds: [{ tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY }] },
     );
+    if (result === undefined) throw new Error('no result from the load generator');
+    return result;
   } finally {
     await app.stop();
     await llm?.close();
@@ -73,7 +76,8 @@ async function slowLlm(): Promise<{
   try {
     const tasks = [];
     for (let m = 0; m < 10; m++) for (let c = 0; c < 200; c++) tasks.push({ text: `c${c} m${m}`, conversation: `c${c}` });
-    const result = await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, { tasks, concurrency: 200 });
+    const [result] = await driveTasks(app.url ?? '', { redisUrl: REDIS, namespace }, { rounds: [{ tasks, concurrency: 200 }] });
+    if (result === undefined) throw new Error('no result from the load generator');
     const status = readFileSync(`/proc/${worker.child.pid}/status`, 'utf8');
     const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
     return {
