@@ -4,6 +4,7 @@ import { startApp } from './app.ts';
 import { loadConfig } from './core/config.ts';
 import { ConfigError } from './core/errors.ts';
 import { createLogger } from './core/logger.ts';
+import { stopSignals } from './core/stop-signals.ts';
 import { runDlqCommand } from './dlq-command.ts';
 import { parseRoles } from './roles.ts';
 
@@ -50,19 +51,15 @@ async function main(argv: string[]): Promise<number> {
       (line) => process.stdout.write(`${line}\n`),
     );
   }
-  const app = await startApp({ config, roles: parseRoles(values.role), logger });
-
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      logger.info({ signal }, 'signal received');
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  await app.stop();
+  // Listening before start-up: a signal during it stops the process once it has started.
+  const signals = stopSignals(logger);
+  try {
+    const app = await startApp({ config, roles: parseRoles(values.role), logger });
+    await signals.received;
+    await app.stop();
+  } finally {
+    signals.dispose();
+  }
   return 0;
 }
 
