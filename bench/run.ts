@@ -62,7 +62,10 @@ async function slowLlm(): Promise<{
   const metricsPort = String(20_000 + Math.floor(Math.random() * 20_000));
   const env = benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm.baseURL });
   const app = await startBenchApp(env, ['api', 'sender:http']);
-  const worker = await spawnSwitchboard({ ...env, METRICS_PORT: metricsPort, LOG_LEVEL: 'info', NODE_OPTIONS: '--max-semi-space-size=64' }, ['start', '--role', 'worker']);
+  const worker = await spawnSwitchboard(
+    { ...env, METRICS_PORT: metricsPort, LOG_LEVEL: 'info', NODE_OPTIONS: '--max-semi-space-size=64' },
+    ['start', '--role', 'worker'],
+  );
   let maxInFlight = 0;
   const poll = setInterval(() => {
     fetch(`http://127.0.0.1:${metricsPort}/metrics`)

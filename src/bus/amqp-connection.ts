@@ -33,13 +33,6 @@ interface Waiter {
 }
 
 /**
- * One AMQP connection that comes back by itself. amqplib's opt-in `recovery` reconnects with
- * exponential backoff and jitter and runs `setup` (our topology re-declare) on each new connection
- * before announcing it; this class turns that into `ready()`, the live connection or a promise of
- * the next one. Channels, consumers and unconfirmed publishes are recovered by their owners
- * (AmqpConsumer, ConfirmPublisher): amqplib's recovery only replaces the connection.
- */
-/**
  * The socket under a channel model or a channel: amqplib keeps it as `connection.stream` (a channel's
  * `connection` is the same connection object), which its types leave out.
  */
@@ -48,6 +41,13 @@ export function socketOf(modelOrChannel: ChannelModel | Channel): unknown {
   return typeof connection === 'object' && connection !== null ? Reflect.get(connection, 'stream') : undefined;
 }
 
+/**
+ * One AMQP connection that comes back by itself. amqplib's opt-in `recovery` reconnects with
+ * exponential backoff and jitter and runs `setup` (our topology re-declare) on each new connection
+ * before announcing it; this class turns that into `ready()`, the live connection or a promise of
+ * the next one. Channels, consumers and unconfirmed publishes are recovered by their owners
+ * (AmqpConsumer, ConfirmPublisher): amqplib's recovery only replaces the connection.
+ */
 export class AmqpConnection {
   private live: ChannelModel | undefined;
   private waiters: Waiter[] = [];

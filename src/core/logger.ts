@@ -60,7 +60,10 @@ export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Lo
         return (more: Record<string, unknown>, options?: object) =>
           options === undefined ? lazyChild(parent, { ...bindings, ...more }) : real().child(more, options);
       }
-      return (...args: unknown[]) => (Reflect.get(real(), property) as (...a: unknown[]) => unknown).apply(child, args);
+      return (...args: unknown[]) => {
+        const logger = real();
+        return (Reflect.get(logger, property, logger) as (...a: unknown[]) => unknown).apply(logger, args);
+      };
     },
     set(_target, property, value) {
       return Reflect.set(real(), property, value);
