@@ -18,12 +18,35 @@ const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
 const CONCURRENCY = 64;
 
+/**
+ * Namespaces in use, removed from RabbitMQ and Redis even when the run is interrupted (Ctrl-C):
+ * leftover quorum queues slow RabbitMQ down for every later run.
+ */
+const live = new Set<string>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: removing ${live.size} namespace(s) of this run`);
+    void Promise.allSettled([...live].map((namespace) => cleanupNamespace(namespace))).then(() => process.exit(130));
+  });
+}
+
+function freshNamespace(): string {
+  const namespace = uniqueNamespace();
+  live.add(namespace);
+  return namespace;
+}
+
+async function removeNamespace(namespace: string): Promise<void> {
+  await cleanupNamespace(namespace);
+  live.delete(namespace);
+}
+
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
 async function fastPath(kind: 'command' | 'llm'): Promise<Throughput> {
-  const namespace = uniqueNamespace();
+  const namespace = freshNamespace();
   const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
   const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm?.baseURL }), [
     'api',
@@ -45,7 +68,7 @@ async function fastPath(kind: 'command' | 'llm'): Promise<Throughput> {
   } finally {
     await app.stop();
     await llm?.close();
-    await cleanupNamespace(namespace);
+    await removeNamespace(namespace);
   }
 }
 
@@ -56,7 +79,7 @@ async function slowLlm(): Promise<{
   p50Ms: number;
   p99Ms: number;
 }> {
-  const namespace = uniqueNamespace();
+  const namespace = freshNamespace();
   const llm = await FakeOpenAi.start();
   llm.respond(() => ({ text: 'slow answer', delayMs: 1000 }));
   const metricsPort = String(20_000 + Math.floor(Math.random() * 20_000));
@@ -95,7 +118,7 @@ async function slowLlm(): Promise<{
     await worker.kill('SIGTERM');
     await app.stop();
     await llm.close();
-    await cleanupNamespace(namespace);
+    await removeNamespace(namespace);
   }
 }
 
