@@ -15,14 +15,11 @@ export interface LoadJob {
   readonly apiKey: string;
   readonly redisUrl: string;
   readonly keyPrefix: string;
-  /** Sent first (at the first round's concurrency) and not measured: the JIT of both sides warms up, and RabbitMQ's queues settle. */
+  /** Sent first and not measured: the JIT of both sides warms up, and RabbitMQ's queues settle. */
   readonly warmup: readonly BenchTask[];
-  /** Measured one after the other, each with its own number of requests in flight. */
-  readonly rounds: readonly LoadRound[];
-}
-
-export interface LoadRound {
+  /** Measured. */
   readonly tasks: readonly BenchTask[];
+  /** Requests in flight. */
   readonly concurrency: number;
 }
 
@@ -36,7 +33,7 @@ export interface LoadResult {
   readonly seconds: number;
 }
 
-async function run(job: LoadJob): Promise<LoadResult[]> {
+async function run(job: LoadJob): Promise<LoadResult> {
   const store = await RedisStore.open({ url: job.redisUrl, keyPrefix: job.keyPrefix, logger: createLogger('warn') });
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
@@ -60,16 +57,16 @@ async function run(job: LoadJob): Promise<LoadResult[]> {
   };
   // undici's request API on keep-alive connections: the cheapest well-kept client (fetch, through
   // web streams, and node:http each cost more CPU than the API they drove).
-  const pool = new Pool(job.apiUrl, { connections: Math.max(...job.rounds.map((r) => r.concurrency)) });
+  const pool = new Pool(job.apiUrl, { connections: job.concurrency });
   const headers = { authorization: `Bearer ${job.apiKey}`, 'content-type': 'application/json' };
-  /** Sends `tasks` with `concurrency` requests in flight; resolves when every one is done. */
-  const drive = async (tasks: readonly BenchTask[], concurrency: number): Promise<LoadResult> => {
+  /** Sends `tasks` with `job.concurrency` requests in flight; resolves when every one is done. */
+  const drive = async (tasks: readonly BenchTask[]): Promise<LoadResult> => {
     const latenciesMs: number[] = [];
     const completions: Promise<void>[] = [];
     const started = performance.now();
     let next = 0;
     await Promise.all(
-      Array.from({ length: concurrency }, async () => {
+      Array.from({ length: job.concurrency }, async () => {
         while (next < tasks.length) {
           const task = tasks[next++];
           if (!task) break;
@@ -86,10 +83,8 @@ async function run(job: LoadJob): Promise<LoadResult[]> {
     return { latenciesMs, seconds: (performance.now() - started) / 1000 };
   };
   try {
-    await drive(job.warmup, job.rounds[0]?.concurrency ?? 1);
-    const results: LoadResult[] = [];
-    for (const round of job.rounds) results.push(await drive(round.tasks, round.concurrency));
-    return results;
+    await drive(job.warmup);
+    return await drive(job.tasks);
   } finally {
     await pool.close();
     await stopListening();

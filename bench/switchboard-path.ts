@@ -4,7 +4,7 @@ import { startApp, type RunningApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { RoleName } from '../src/roles.ts';
-import type { BenchTask, LoadJob, LoadResult, LoadRound } from './load-generator.ts';
+import type { BenchTask, LoadJob, LoadResult } from './load-generator.ts';
 import { summarise, type Throughput } from './stats.ts';
 
 export const BENCH_KEY = 'bench-secret-123456';
@@ -39,13 +39,13 @@ export async function startBenchApp(env: Record<string, string>, roles: RoleName
  * End-to-end tasks through api → RabbitMQ → worker → RabbitMQ → sender:http: from the POST to the
  * moment the http sender has recorded the final reply on the task (what GET would now return).
  * The clients run on a worker thread (bench/load-generator.ts); `env` says where the store is.
- * Each round is measured on its own, after the `warmup` tasks.
+ * Only `tasks` are measured, after the `warmup` ones.
  */
 export async function driveTasks(
   apiUrl: string,
   env: Pick<BenchEnv, 'redisUrl' | 'namespace'>,
-  load: { readonly warmup?: readonly BenchTask[]; readonly rounds: readonly LoadRound[] },
-): Promise<(Throughput & { concurrency: number })[]> {
+  load: { readonly warmup?: readonly BenchTask[]; readonly tasks: readonly BenchTask[]; readonly concurrency: number },
+): Promise<Throughput> {
   const job: LoadJob = { apiUrl, apiKey: BENCH_KEY, redisUrl: env.redisUrl, keyPrefix: `${env.namespace}:`, warmup: [], ...load };
   // The thread runs TypeScript like this process: tsx is registered in it before the module loads.
   const entry = new URL('./load-generator.ts', import.meta.url).href;
@@ -54,16 +54,13 @@ export async function driveTasks(
     workerData: job,
   });
   try {
-    const reply = await new Promise<{ ok: true; result: LoadResult[] } | { ok: false; error: string }>((resolve, reject) => {
+    const reply = await new Promise<{ ok: true; result: LoadResult } | { ok: false; error: string }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`the load generator exited with ${code} before answering`)));
     });
     if (!reply.ok) throw new Error(`load generator failed: ${reply.error}`);
-    return reply.result.map(({ latenciesMs, seconds }, i) => ({
-      ...summarise(latenciesMs, seconds),
-      concurrency: load.rounds[i]?.concurrency ?? 0,
-    }));
+    return summarise(reply.result.latenciesMs, reply.result.seconds);
   } finally {
     await worker.terminate();
   }
