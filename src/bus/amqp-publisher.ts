@@ -106,22 +106,14 @@ export class ConfirmPublisher {
         .catch((err: unknown) => this.logger.error({ error: errorMessage(err) }, 'publisher failed; retrying'))
         .finally(() => {
           this.pumping = false;
+          // The pump runs from a setImmediate: its batch leaves now, not on the next turn of the loop.
+          if (this.channel !== undefined) flushWrites(socketOf(this.channel));
           if (this.queue.length > 0) this.schedulePump();
         });
     });
   }
 
   private async pump(): Promise<void> {
-    let written: ConfirmChannel | undefined;
-    try {
-      await this.publishQueued((channel) => (written = channel));
-    } finally {
-      // The pump runs from a setImmediate: send its batch now rather than on the next turn of the loop.
-      if (written !== undefined) flushWrites(socketOf(written));
-    }
-  }
-
-  private async publishQueued(onWrite: (channel: ConfirmChannel) => void): Promise<void> {
     while (this.queue.length > 0 && !this.stopped) {
       let channel = this.channel;
       if (channel === undefined || !isChannelOpen(channel)) {
@@ -160,7 +152,6 @@ export class ConfirmPublisher {
       let writable: boolean;
       try {
         writable = channel.publish(job.exchange, job.routingKey, job.body, job.properties, (err: unknown) => this.confirmed(job, err));
-        onWrite(channel);
       } catch (err) {
         this.unconfirmed.delete(job);
         if (isChannelOpen(channel) && !(err instanceof Error && err.name === 'IllegalOperationError')) {
