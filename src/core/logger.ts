@@ -33,8 +33,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return destination ? pino(options, destination) : pino(options);
 }
 
-const LEVEL_METHODS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace']);
-
 /**
  * `parent.child(bindings)`, made only when it first writes a line. A pino child serialises (and
  * redacts) its bindings when it is made; per message that was a measurable part of the hot path,
@@ -55,7 +53,8 @@ export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Lo
       // looking at a method makes nothing: fastify checks each request logger's methods.
       if (typeof value !== 'function') return value;
       if (property === 'isLevelEnabled') return (value as (...args: unknown[]) => unknown).bind(target);
-      if (typeof property === 'string' && LEVEL_METHODS.has(property) && !target.isLevelEnabled(property)) return value;
+      // A level's method (pino's own list of levels) that is off: the parent's no-op.
+      if (typeof property === 'string' && property in target.levels.values && !target.isLevelEnabled(property)) return value;
       if (property === 'child') {
         return (more: Record<string, unknown>, options?: object) =>
           options === undefined ? lazyChild(parent, { ...bindings, ...more }) : real().child(more, options);

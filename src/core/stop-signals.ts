@@ -1,6 +1,5 @@
+import { constants } from 'node:os';
 import type { Logger } from './logger.ts';
-
-const SIGNAL_NUMBERS: Record<'SIGTERM' | 'SIGINT', number> = { SIGTERM: 15, SIGINT: 2 };
 
 export interface StopSignals {
   /** Resolves with the first SIGTERM or SIGINT. */
@@ -22,7 +21,7 @@ export function stopSignals(logger: Logger): StopSignals {
   const onSignal = (signal: NodeJS.Signals): void => {
     if (first !== undefined) {
       logger.warn({ signal }, 'second signal: exiting without finishing');
-      process.exit(128 + (SIGNAL_NUMBERS[signal as keyof typeof SIGNAL_NUMBERS] ?? 0));
+      process.exit(128 + constants.signals[signal]);
     }
     first = signal;
     logger.info({ signal }, 'signal received');
