@@ -4,7 +4,7 @@ import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Store } from '../store/store.ts';
-import type { PluginRegistry } from '../plugins/registry.ts';
+import type { PluginRegistry, RegisteredCommand } from '../plugins/registry.ts';
 import type { ChainLog } from './chain-log.ts';
 import { Outbox } from './outbox.ts';
 import { callerOf, scrub, type ToolRunner } from './tool-runner.ts';
@@ -30,10 +30,11 @@ export class CommandNode {
   async handle(node: EnvelopeOf<'message'>, command: Command, log: Logger): Promise<void> {
     const { store, chains, memoTtlMs, registry } = this.options;
     const startedAt = new Date().toISOString();
+    const registered = registry.command(command.name);
     let reply: ReplyBody;
-    if (registry.command(command.name)?.command.readOnly === true) {
+    if (registered?.command.readOnly === true) {
       // Nothing to run twice: a redelivered read-only command answers again, under the same envelope id.
-      reply = await this.run(node, command, log);
+      reply = await this.run(node, command, registered, log);
     } else {
       const memoKey = `node:${node.id}:reply`;
       const memo = await store.get(memoKey);
@@ -41,7 +42,7 @@ export class CommandNode {
         log.info('command was answered before; re-sending its reply');
         reply = ReplyBodySchema.parse(JSON.parse(memo));
       } else {
-        reply = await this.run(node, command, log);
+        reply = await this.run(node, command, registered, log);
         await store.set(memoKey, JSON.stringify(reply), { ttlMs: memoTtlMs });
       }
     }
@@ -62,10 +63,14 @@ export class CommandNode {
     log.info({ command: command.name, status: reply.status }, 'command answered');
   }
 
-  private async run(node: EnvelopeOf<'message'>, command: Command, log: Logger): Promise<ReplyBody> {
+  private async run(
+    node: EnvelopeOf<'message'>,
+    command: Command,
+    registered: RegisteredCommand | undefined,
+    log: Logger,
+  ): Promise<ReplyBody> {
     const { registry, runner, adminUsers } = this.options;
     const caller = callerOf(node, adminUsers);
-    const registered = registry.command(command.name);
     const failed = (text: string, error: string): ReplyBody => ({ kind: 'reply', text, format: 'plain', status: 'failed', error });
     // An admin command is unknown to others: they do not learn it exists.
     if (!registered || (registered.command.admin && !caller.isAdmin)) {
