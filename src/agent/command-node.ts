@@ -71,7 +71,6 @@ export class CommandNode {
   ): Promise<ReplyBody> {
     const { registry, runner, adminUsers } = this.options;
     const caller = callerOf(node, adminUsers);
-    const failed = (text: string, error: string): ReplyBody => ({ kind: 'reply', text, format: 'plain', status: 'failed', error });
     // An admin command is unknown to others: they do not learn it exists.
     if (!registered || (registered.command.admin && !caller.isAdmin)) {
       return failed(`I don't know the command /${command.name}. Send /help to see what I can do.`, 'UNKNOWN_COMMAND');
@@ -97,4 +96,8 @@ export class CommandNode {
       return failed(`/${command.name} failed. Please try again later.`, reason);
     }
   }
+}
+
+function failed(text: string, error: string): ReplyBody {
+  return { kind: 'reply', text, format: 'plain', status: 'failed', error };
 }

@@ -36,9 +36,11 @@ export class ScheduledMessages {
    * Ids derive from the request id and a count, so a redelivered node schedules the same timers.
    */
   for(node: Envelope, requestId: string): Scheduler {
+    const { timers } = this;
     let count = 0;
+    // Methods that use no `this`: a plugin may take them off the object.
     return {
-      message: async (at, text) => {
+      async message(at, text) {
         const id = v5(`${requestId}#${count++}`, SCHEDULE_NAMESPACE);
         const payload: z.infer<typeof ScheduledSchema> = {
           from: node.from,
@@ -48,10 +50,12 @@ export class ScheduledMessages {
           to: node.to,
           text,
         };
-        await this.timers.add(KIND, id, at, JSON.stringify(payload));
+        await timers.add(KIND, id, at, JSON.stringify(payload));
         return id;
       },
-      cancel: (id) => this.timers.cancel(KIND, id),
+      cancel(id) {
+        return timers.cancel(KIND, id);
+      },
     };
   }
 

@@ -212,13 +212,21 @@ export class ToolRunner {
     requestId: string,
   ): PluginContext {
     const { plugin } = registered;
+    const { scheduler, logger } = this.options;
+    let schedule: Scheduler | undefined;
+    let log: Logger | undefined;
+    // The scheduler and the logger are made when the plugin first looks at them: most never do.
     return {
       caller,
       env,
       settings: plugin.settings,
       store: this.storeOf(plugin.manifest.name),
-      schedule: this.options.scheduler(node, requestId),
-      logger: lazyChild(this.options.logger, { plugin: plugin.manifest.name, chainId: node.chainId }),
+      get schedule() {
+        return (schedule ??= scheduler(node, requestId));
+      },
+      get logger() {
+        return (log ??= lazyChild(logger, { plugin: plugin.manifest.name, chainId: node.chainId }));
+      },
       signal,
       requestId,
     };

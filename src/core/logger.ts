@@ -40,34 +40,51 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * the parent's no-op without making the child (once made, the child answers everything).
  */
 export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Logger {
-  let child: Logger | undefined;
-  const real = (): Logger => (child ??= parent.child(bindings));
-  return new Proxy(parent, {
-    get(target, property) {
-      if (child !== undefined) {
-        const value = Reflect.get(child, property, child) as unknown;
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value;
-      }
-      const value = Reflect.get(target, property, target) as unknown;
-      // Until the child exists it reads as its parent would (same level, same methods), and
-      // looking at a method makes nothing: fastify checks each request logger's methods.
-      if (typeof value !== 'function') return value;
-      if (property === 'isLevelEnabled') return (value as (...args: unknown[]) => unknown).bind(target);
-      // A level's method (pino's own list of levels) that is off: the parent's no-op.
-      if (typeof property === 'string' && property in target.levels.values && !target.isLevelEnabled(property)) return value;
-      if (property === 'child') {
-        return (more: Record<string, unknown>, options?: object) =>
-          options === undefined ? lazyChild(parent, { ...bindings, ...more }) : real().child(more, options);
-      }
-      return (...args: unknown[]) => {
-        const logger = real();
-        return (Reflect.get(logger, property, logger) as (...a: unknown[]) => unknown).apply(logger, args);
-      };
-    },
-    set(_target, property, value) {
-      return Reflect.set(real(), property, value);
-    },
-  });
+  return new Proxy(parent, new LazyChild(parent, bindings));
+}
+
+/**
+ * The proxy handler behind lazyChild. A class rather than closures: it is made for every message,
+ * and tsx gives each named closure it makes a name with a defineProperty call.
+ */
+class LazyChild implements ProxyHandler<Logger> {
+  private child: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Record<string, unknown>,
+  ) {}
+
+  private real(): Logger {
+    return (this.child ??= this.parent.child(this.bindings));
+  }
+
+  get(target: Logger, property: string | symbol): unknown {
+    const { child } = this;
+    if (child !== undefined) {
+      const value = Reflect.get(child, property, child) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value;
+    }
+    const value = Reflect.get(target, property, target) as unknown;
+    // Until the child exists it reads as its parent would (same level, same methods), and
+    // looking at a method makes nothing: fastify checks each request logger's methods.
+    if (typeof value !== 'function') return value;
+    if (property === 'isLevelEnabled') return (value as (...args: unknown[]) => unknown).bind(target);
+    // A level's method (pino's own list of levels) that is off: the parent's no-op.
+    if (typeof property === 'string' && property in target.levels.values && !target.isLevelEnabled(property)) return value;
+    if (property === 'child') {
+      return (more: Record<string, unknown>, options?: object) =>
+        options === undefined ? lazyChild(this.parent, { ...this.bindings, ...more }) : this.real().child(more, options);
+    }
+    return (...args: unknown[]) => {
+      const logger = this.real();
+      return (Reflect.get(logger, property, logger) as (...a: unknown[]) => unknown).apply(logger, args);
+    };
+  }
+
+  set(_target: Logger, property: string | symbol, value: unknown): boolean {
+    return Reflect.set(this.real(), property, value);
+  }
 }
 
 /** A logger that writes nothing, for tests that do not look at logs. */

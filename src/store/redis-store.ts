@@ -20,6 +20,7 @@ import { errorMessage } from '../core/errors.ts';
 import { checkInteger, checkLimit, checkQuotaCounters, checkScore, checkTtl } from './store-rules.ts';
 import {
   MAX_QUOTA_COUNTERS,
+  type HashSetIfAbsentOptions,
   type HashWriteOptions,
   type QuotaCounter,
   type QuotaTakeResult,
@@ -199,11 +200,14 @@ export class RedisStore implements Store {
     }).then(() => undefined);
   }
 
-  hsetnx(key: string, field: string, value: string, options: HashWriteOptions = {}): Promise<boolean> {
-    const { ttlMs } = options;
+  hsetnx(key: string, field: string, value: string, options: HashSetIfAbsentOptions = {}): Promise<boolean> {
+    const { ttlMs, notify } = options;
     return this.run(() => {
       checkTtl(ttlMs);
-      return ttlMs === undefined ? this.redis.hsetnx(key, field, value) : this.script('hsetnx-ttl')(key, field, value, ttlMs);
+      if (ttlMs === undefined && notify === undefined) return this.redis.hsetnx(key, field, value);
+      // PUBLISH has no key, so ioredis does not prefix the channel; we do (as notify does).
+      const announce = notify === undefined ? [] : [this.keyPrefix + notify.channel, notify.message];
+      return this.script('hsetnx')(key, field, value, ttlMs ?? '', ...announce);
     }).then((reply) => reply === 1);
   }
 
@@ -369,40 +373,44 @@ export class RedisStore implements Store {
   /** Runs one command: throws once closed, re-sends a command ioredis aborted, scrubs values from errors. */
   private run<T>(command: () => Promise<T>): Promise<T> {
     if (this.closing !== undefined) return Promise.reject(closedError());
-    // One promise per command and no async frames: this is on every store call's path.
+    // One promise per command, no async frames and no named closures (tsx names each one it makes,
+    // with a defineProperty per call): this is on every store call's path.
     return new Promise<T>((resolve, reject) => {
-      const done = (): void => {
-        this.rejects.delete(reject);
-        if (this.rejects.size === 0 && this.drainWaiters.length > 0) for (const wake of this.drainWaiters.splice(0)) wake();
-      };
-      const attempt = (tries: number): void => {
-        let sent: Promise<T>;
-        try {
-          sent = command();
-        } catch (err) {
-          sent = Promise.reject(err);
-        }
-        sent.then(
-          (value) => {
-            done();
-            resolve(value);
-          },
-          (err: unknown) => {
-            // A MULTI or script cut halfway is aborted by ioredis (other commands it re-sends itself).
-            // Like those, it may have run already: sending it again keeps delivery at least once.
-            if (isAbort(err) && tries < MAX_ABORT_RETRIES && this.closing === undefined) {
-              this.logger.debug({ tries }, 'redis command aborted by a lost connection; sending it again');
-              attempt(tries + 1);
-              return;
-            }
-            done();
-            reject(scrub(err));
-          },
-        );
-      };
       this.rejects.add(reject);
-      attempt(1);
+      this.attempt(command, 1, resolve, reject);
     });
+  }
+
+  private attempt<T>(command: () => Promise<T>, tries: number, resolve: (value: T) => void, reject: (err: unknown) => void): void {
+    let sent: Promise<T>;
+    try {
+      sent = command();
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    sent.then(
+      (value) => {
+        this.settled(reject);
+        resolve(value);
+      },
+      (err: unknown) => {
+        // A MULTI or script cut halfway is aborted by ioredis (other commands it re-sends itself).
+        // Like those, it may have run already: sending it again keeps delivery at least once.
+        if (isAbort(err) && tries < MAX_ABORT_RETRIES && this.closing === undefined) {
+          this.logger.debug({ tries }, 'redis command aborted by a lost connection; sending it again');
+          this.attempt(command, tries + 1, resolve, reject);
+          return;
+        }
+        this.settled(reject);
+        reject(scrub(err));
+      },
+    );
+  }
+
+  /** A command has its answer: close() and drained() stop waiting for it. */
+  private settled(reject: (err: unknown) => void): void {
+    this.rejects.delete(reject);
+    if (this.rejects.size === 0 && this.drainWaiters.length > 0) for (const wake of this.drainWaiters.splice(0)) wake();
   }
 
   /** Resolves when no command is in flight. */
@@ -432,19 +440,19 @@ export class RedisStore implements Store {
   private dispatch(name: string, message: string): void {
     const state = this.channels.get(name);
     if (state === undefined) return;
-    const channel = name.slice(this.keyPrefix.length);
-    const fail = (err: unknown): void => {
-      this.logger.error({ channel, err: errorMessage(err) }, 'store listener failed');
-    };
     for (const subscription of [...state.subscriptions]) {
       if (!subscription.active) continue;
       try {
         const result: unknown = subscription.onMessage(message);
-        if (result instanceof Promise) result.catch(fail);
+        if (result instanceof Promise) result.catch((err: unknown) => this.listenerFailed(name, err));
       } catch (err) {
-        fail(err);
+        this.listenerFailed(name, err);
       }
     }
+  }
+
+  private listenerFailed(name: string, err: unknown): void {
+    this.logger.error({ channel: name.slice(this.keyPrefix.length), err: errorMessage(err) }, 'store listener failed');
   }
 
   /** Logs a lost connection once (warn) and its recovery (info); never a value. */
