@@ -11,6 +11,7 @@
 import type { Logger } from '../core/logger.ts';
 import { errorMessage } from '../core/errors.ts';
 import {
+  type HashSetIfAbsentOptions,
   type HashWriteOptions,
   type QuotaCounter,
   type QuotaTakeResult,
@@ -276,7 +277,7 @@ export class MemoryStore implements Store {
     this.changed();
   }
 
-  async hsetnx(key: string, field: string, value: string, options: HashWriteOptions = {}): Promise<boolean> {
+  async hsetnx(key: string, field: string, value: string, options: HashSetIfAbsentOptions = {}): Promise<boolean> {
     checkTtl(options.ttlMs);
     const hash = this.read(key, 'hash');
     if (hash?.value.has(field) === true) return false;
@@ -284,6 +285,7 @@ export class MemoryStore implements Store {
     entry.value.set(field, value);
     if (options.ttlMs !== undefined) entry.expiresAt = this.now() + options.ttlMs;
     this.changed();
+    if (options.notify !== undefined) await this.notify(options.notify.channel, options.notify.message);
     return true;
   }
 

@@ -20,6 +20,11 @@ export interface HashWriteOptions {
   readonly ttlMs?: number;
 }
 
+export interface HashSetIfAbsentOptions extends HashWriteOptions {
+  /** When the field is written, announce `message` on `channel` (as `notify` does) in the same step. */
+  readonly notify?: { readonly channel: string; readonly message: string };
+}
+
 /** One counter of `Store.quotaTake`: an integer counter (missing = 0), its limit and what this call takes from it. */
 export interface QuotaCounter {
   readonly key: string;
@@ -97,8 +102,11 @@ export interface Store {
 
   /** With `ttlMs`, the hash's time to live is set to it in the same atomic step. */
   hset(key: string, fields: Readonly<Record<string, string>>, options?: HashWriteOptions): Promise<void>;
-  /** Sets one field only if it is absent; true when it was written (and then `ttlMs`, if given, is the hash's time to live). */
-  hsetnx(key: string, field: string, value: string, options?: HashWriteOptions): Promise<boolean>;
+  /**
+   * Sets one field only if it is absent; true when it was written. Only then is `ttlMs`, if given,
+   * the hash's time to live, and `notify`, if given, announced: all in one atomic step.
+   */
+  hsetnx(key: string, field: string, value: string, options?: HashSetIfAbsentOptions): Promise<boolean>;
   hget(key: string, field: string): Promise<string | null>;
   hgetall(key: string): Promise<Record<string, string>>;
   hdel(key: string, ...fields: string[]): Promise<number>;

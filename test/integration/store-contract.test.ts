@@ -342,6 +342,22 @@ describe.each(adapters)('Store contract: $name', (adapter) => {
     expect(await store.get('str')).toBe('x');
   });
 
+  it('hsetnx with notify announces on the channel only when it wrote, with or without ttlMs', async () => {
+    const heard: string[] = [];
+    await store.listen('hn-events', (m) => heard.push(m));
+    expect(await store.hsetnx('hn1', 'f', 'v', { notify: { channel: 'hn-events', message: 'first' } })).toBe(true);
+    expect(await store.hsetnx('hn1', 'f', 'other', { notify: { channel: 'hn-events', message: 'again' } })).toBe(false);
+    expect(await store.hsetnx('hn2', 'f', 'v', { ttlMs: 150, notify: { channel: 'hn-events', message: 'second' } })).toBe(true);
+    expect(await store.hsetnx('hn2', 'f', 'v', { ttlMs: 150, notify: { channel: 'hn-events', message: 'again' } })).toBe(false);
+    await store.notify('hn-events', 'marker');
+    await waitFor(() => heard.includes('marker'));
+    expect(heard).toEqual(['first', 'second', 'marker']);
+    expect(await store.hgetall('hn1')).toEqual({ f: 'v' });
+    await sleep(250);
+    expect(await store.hgetall('hn1')).toEqual({ f: 'v' }); // no ttlMs: no time to live
+    expect(await store.hgetall('hn2')).toEqual({});
+  });
+
   it('hashes: hset, hsetnx, hget, hgetall, hdel, hincr', async () => {
     await store.hset('h', { a: '1', b: '2' });
     await store.hset('h', {}); // nothing to write is not an error

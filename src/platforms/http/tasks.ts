@@ -82,13 +82,12 @@ export class TaskStore {
 
   /** Records an event once per envelope id; returns false when it was recorded before. */
   async record(taskId: string, eventId: string, event: TaskEvent): Promise<boolean> {
-    const key = this.eventsKey(taskId);
-    const added = await this.store.hsetnx(key, eventId, JSON.stringify(event), { ttlMs: this.ttlMs });
-    if (added) {
-      const notice: TaskNotice = { taskId, eventId, ...('status' in event && event.status ? { status: event.status } : {}) };
-      await this.store.notify(TASK_EVENTS_CHANNEL, JSON.stringify(notice));
-    }
-    return added;
+    const notice: TaskNotice = { taskId, eventId, ...('status' in event && event.status ? { status: event.status } : {}) };
+    // The notice goes out with the write, in the same step, and only when this call wrote.
+    return this.store.hsetnx(this.eventsKey(taskId), eventId, JSON.stringify(event), {
+      ttlMs: this.ttlMs,
+      notify: { channel: TASK_EVENTS_CHANNEL, message: JSON.stringify(notice) },
+    });
   }
 
   async events(taskId: string): Promise<StoredEvent[]> {
