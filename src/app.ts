@@ -156,7 +156,6 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     }
     if (agent && roles.includes('api')) {
       const hub = new TaskEventHub(store, logger.child({ component: 'task-events' }));
-      await hub.start();
       running.push(hub);
       api = await buildApi({
         bus: envelopes,

@@ -84,11 +84,10 @@ export class CommandNode {
       const usage = registered.command.usage ? `Usage: /${command.name} ${registered.command.usage}\n` : '';
       return failed(`${usage}${z.prettifyError(args.error)}`, 'BAD_COMMAND_ARGS');
     }
-    const controller = new AbortController();
     let env: Record<string, string> = {};
     try {
       env = await runner.envFor(registered, caller);
-      const text = await registered.command.run(args.data, runner.context(registered, node, caller, env, controller.signal, node.id));
+      const text = await registered.command.run(args.data, runner.context(registered, node, caller, env, undefined, node.id));
       return { kind: 'reply', text: scrub(text, env), format: 'markdown', status: 'done' };
     } catch (err) {
       const reason = scrub(errorMessage(err), env);

@@ -208,14 +208,17 @@ export class ToolRunner {
     node: Envelope,
     caller: Caller,
     env: Readonly<Record<string, string>>,
-    signal: AbortSignal,
+    /** Fires when the run is cut short; without one, the context's signal never fires. */
+    abort: AbortSignal | undefined,
     requestId: string,
   ): PluginContext {
     const { plugin } = registered;
     const { scheduler, logger } = this.options;
     let schedule: Scheduler | undefined;
     let log: Logger | undefined;
-    // The scheduler and the logger are made when the plugin first looks at them: most never do.
+    let signal = abort;
+    // The scheduler, the logger and a signal that never fires are made when the plugin first looks
+    // at them: most never do.
     return {
       caller,
       env,
@@ -227,7 +230,9 @@ export class ToolRunner {
       get logger() {
         return (log ??= lazyChild(logger, { plugin: plugin.manifest.name, chainId: node.chainId }));
       },
-      signal,
+      get signal() {
+        return (signal ??= new AbortController().signal);
+      },
       requestId,
     };
   }

@@ -56,7 +56,7 @@ export async function streamTaskEvents(
       });
   };
 
-  const unsubscribe = hub.subscribe(record.taskId, schedule, finish);
+  let unsubscribe: (() => void) | undefined;
   const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
   const poll = setInterval(schedule, POLL_MS);
   function finish(): void {
@@ -64,9 +64,17 @@ export async function streamTaskEvents(
     closed = true;
     clearInterval(heartbeat);
     clearInterval(poll);
-    unsubscribe();
+    unsubscribe?.();
     res.end();
   }
   res.on('close', finish);
+  try {
+    unsubscribe = await hub.subscribe(record.taskId, schedule, finish);
+  } catch (err) {
+    // The stream still works, from the poll alone.
+    request.log.warn({ err, taskId: record.taskId }, 'task event stream cannot hear change notices; polling');
+  }
+  if (closed) unsubscribe?.(); // the client left meanwhile
+  // Read after subscribing: nothing recorded from here on can be missed.
   schedule();
 }
