@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { streamItems, taskView, type StoredEvent, type TaskRecord } from '../../src/platforms/http/tasks.ts';
+import { TaskStore, streamItems, taskView, type StoredEvent, type TaskRecord } from '../../src/platforms/http/tasks.ts';
+import { memoryStores } from '../helpers/memory-stores.ts';
 
 const record: TaskRecord = {
   taskId: 't1',
@@ -34,5 +35,34 @@ describe('task state', () => {
       { id: 'n1.001', event: { type: 'reply', text: 'sorry', at: 'x', status: 'failed', error: 'LLM_TIMEOUT' } },
     ];
     expect(taskView(record, failed)).toMatchObject({ status: 'failed', error: 'LLM_TIMEOUT' });
+  });
+});
+
+describe('task records', () => {
+  const openStore = memoryStores();
+
+  it('are read from the store once per process; a deleted one is gone at once', async () => {
+    const store = await openStore();
+    const reads: string[] = [];
+    const get = store.get.bind(store);
+    store.get = (key) => {
+      reads.push(key);
+      return get(key);
+    };
+    const api = new TaskStore(store, 60_000);
+    const sender = new TaskStore(store, 60_000); // another process
+    await api.create(record);
+    expect(await api.get('t1')).toEqual(record);
+    expect(reads).toEqual([]); // the process that created it does not read it back
+    expect(await sender.get('t1')).toEqual(record);
+    expect(await sender.get('t1')).toEqual(record);
+    expect(reads).toEqual(['task:t1']); // once, then from memory
+
+    expect(await sender.get('missing')).toBeNull();
+    expect(await sender.get('missing')).toBeNull();
+    expect(reads.filter((key) => key === 'task:missing')).toHaveLength(2); // absence is never kept
+
+    await api.delete('t1');
+    expect(await api.get('t1')).toBeNull();
   });
 });

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { FormSchema, type Form } from '../../core/envelope.ts';
 import type { Store } from '../../store/store.ts';
@@ -50,6 +51,10 @@ export const TaskNoticeSchema = z.object({
 });
 export type TaskNotice = z.infer<typeof TaskNoticeSchema>;
 
+/** Records kept in memory per process, and for how long (well within a record's own time to live). */
+const RECORDS_CACHED = 10_000;
+const RECORD_CACHE_MS = 10 * 60_000;
+
 const TERMINAL: ReadonlySet<TaskStatus> = new Set(['done', 'failed']);
 export const isTerminal = (status: TaskStatus): boolean => TERMINAL.has(status);
 
@@ -59,6 +64,14 @@ export const isTerminal = (status: TaskStatus): boolean => TERMINAL.has(status);
  * id order whatever order they were recorded in.
  */
 export class TaskStore {
+  /**
+   * Records this process wrote or read lately. A record never changes once written, so the sender
+   * reads a task's record once rather than per event, and not at all when the api of the same
+   * process created the task. Only records that exist are kept: one deleted by another process
+   * was deleted before any event of its task could be delivered (see POST /v1/tasks).
+   */
+  private readonly records = new LRUCache<string, TaskRecord>({ max: RECORDS_CACHED, ttl: RECORD_CACHE_MS });
+
   constructor(
     private readonly store: Store,
     private readonly ttlMs: number,
@@ -69,15 +82,22 @@ export class TaskStore {
 
   async create(record: TaskRecord): Promise<void> {
     await this.store.set(this.recordKey(record.taskId), JSON.stringify(record), { ttlMs: this.ttlMs });
+    this.records.set(record.taskId, record);
   }
 
   async delete(taskId: string): Promise<void> {
+    this.records.delete(taskId);
     await this.store.del(this.recordKey(taskId), this.eventsKey(taskId));
   }
 
   async get(taskId: string): Promise<TaskRecord | null> {
+    const cached = this.records.get(taskId);
+    if (cached !== undefined) return cached;
     const raw = await this.store.get(this.recordKey(taskId));
-    return raw === null ? null : TaskRecordSchema.parse(JSON.parse(raw));
+    if (raw === null) return null;
+    const record = TaskRecordSchema.parse(JSON.parse(raw));
+    this.records.set(taskId, record);
+    return record;
   }
 
   /** Records an event once per envelope id; returns false when it was recorded before. */
