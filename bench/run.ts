@@ -158,7 +158,13 @@ log(
     commandPathRatio: Math.round((command.perSecond / baseline) * 1000) / 1000,
     llmPathRatio: Math.round((fast.perSecond / baseline) * 1000) / 1000,
     /** Every round, in order: the figures above are the better of each. */
-    rounds: rounds.map((r) => ({ raw: r.raw.perSecond, command: r.command.perSecond, llm: r.fast.perSecond })),
+    rounds: rounds.map((r) => ({
+      raw: r.raw.perSecond,
+      command: r.command.perSecond,
+      commandP50Ms: r.command.p50Ms,
+      commandRatio: Math.round((r.command.perSecond / r.raw.perSecond) * 1000) / 1000,
+      llm: r.fast.perSecond,
+    })),
     slowLlmTasksPerSecond: slow.tasksPerSecond,
     slowLlmMaxChainsInFlight: slow.maxChainsInFlight,
     workerPeakRssMb: slow.workerPeakRssMb,

@@ -64,7 +64,7 @@ export interface PluginContext {
   readonly store: PluginStore;
   readonly schedule: Scheduler;
   readonly logger: Logger;
-  /** Aborted when the tool times out or the worker shuts down. */
+  /** Aborted when the tool times out (its `timeoutMs`, else TOOL_TIMEOUT_MS). A command's never fires. */
   readonly signal: AbortSignal;
   /**
    * Names this run of the tool or command: the same when a redelivered node runs it again, so it

@@ -41,7 +41,7 @@ describe('task state', () => {
 describe('task records', () => {
   const openStore = memoryStores();
 
-  it('are read from the store once per process; a deleted one is gone at once', async () => {
+  it('are read from the store once per process by the sender; a deleted one is gone at once', async () => {
     const store = await openStore();
     const reads: string[] = [];
     const get = store.get.bind(store);
@@ -54,12 +54,17 @@ describe('task records', () => {
     await api.create(record);
     expect(await api.get('t1')).toEqual(record);
     expect(reads).toEqual([]); // the process that created it does not read it back
-    expect(await sender.get('t1')).toEqual(record);
-    expect(await sender.get('t1')).toEqual(record);
-    expect(reads).toEqual(['task:t1']); // once, then from memory
 
-    expect(await sender.get('missing')).toBeNull();
-    expect(await sender.get('missing')).toBeNull();
+    expect(await sender.get('t1')).toEqual(record);
+    expect(await sender.get('t1')).toEqual(record);
+    expect(reads).toEqual(['task:t1', 'task:t1']); // an api read (GET /v1/tasks/:id) is not kept
+    expect(await sender.get('t1', { keep: true })).toEqual(record);
+    expect(await sender.get('t1', { keep: true })).toEqual(record);
+    expect(await sender.get('t1')).toEqual(record);
+    expect(reads).toHaveLength(3); // kept by the sender's read, then from memory
+
+    expect(await sender.get('missing', { keep: true })).toBeNull();
+    expect(await sender.get('missing', { keep: true })).toBeNull();
     expect(reads.filter((key) => key === 'task:missing')).toHaveLength(2); // absence is never kept
 
     await api.delete('t1');

@@ -54,7 +54,8 @@ export class HttpSender {
     const event = toTaskEvent(envelope);
     if (event === undefined) return;
     const [to] = envelope.to;
-    const record = envelope.ref === undefined ? null : await this.options.tasks.get(envelope.ref);
+    // The envelope was delivered, so its task's message was published: the record stays.
+    const record = envelope.ref === undefined ? null : await this.options.tasks.get(envelope.ref, { keep: true });
     if (record === null || record.address !== to) {
       if (event.type === 'reply' && to !== undefined) {
         await this.inbox.put(to, envelope.id, { text: event.text, at: event.at, chainId: envelope.chainId });

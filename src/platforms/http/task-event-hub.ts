@@ -18,6 +18,8 @@ export class TaskEventHub {
   /** The store subscription, while there is one (or one is being made). */
   private listening: Promise<() => Promise<void>> | undefined;
   private lingering: NodeJS.Timeout | undefined;
+  /** The last store subscription failed (logged once until one succeeds). */
+  private failing = false;
 
   constructor(
     private readonly store: Store,
@@ -28,7 +30,8 @@ export class TaskEventHub {
   /**
    * Opens a stream's subscription: `listener` hears each event recorded on the task from the
    * moment this resolves, and `end` is called by `endStreams()` when the server closes. Resolves
-   * with the function that closes it.
+   * with the function that closes it. When the store subscription cannot be made, it resolves all
+   * the same (logged): the stream then hears nothing and relies on reading the task now and then.
    */
   async subscribe(taskId: string, listener: (notice: TaskNotice) => void, end: () => void): Promise<() => void> {
     clearTimeout(this.lingering);
@@ -48,9 +51,11 @@ export class TaskEventHub {
     };
     try {
       await this.listen();
+      this.failing = false;
     } catch (err) {
-      close();
-      throw err;
+      // Once per outage; every new stream tries again.
+      if (!this.failing) this.logger.warn({ err: errorMessage(err) }, 'cannot listen to task notices; event streams poll the store');
+      this.failing = true;
     }
     return close;
   }

@@ -65,12 +65,13 @@ export const isTerminal = (status: TaskStatus): boolean => TERMINAL.has(status);
  */
 export class TaskStore {
   /**
-   * Records this process wrote or read lately. A record never changes once written, so the sender
-   * reads a task's record once rather than per event, and not at all when the api of the same
-   * process created the task. Only records that exist are kept: one deleted by another process
-   * was deleted before any event of its task could be delivered (see POST /v1/tasks).
+   * Records this process wrote, or its sender read, lately. A record never changes once written,
+   * so the sender reads a task's record once rather than per event, and not at all when the api of
+   * the same process created the task. Only records that exist are kept, and only those the
+   * process knows to stay: its own (deleted here, if the POST fails), and those of tasks whose
+   * message was delivered (a POST deletes its record only when the message was not published).
    */
-  private readonly records = new LRUCache<string, TaskRecord>({ max: RECORDS_CACHED, ttl: RECORD_CACHE_MS });
+  private readonly records = new LRUCache<string, Readonly<TaskRecord>>({ max: RECORDS_CACHED, ttl: RECORD_CACHE_MS });
 
   constructor(
     private readonly store: Store,
@@ -82,21 +83,26 @@ export class TaskStore {
 
   async create(record: TaskRecord): Promise<void> {
     await this.store.set(this.recordKey(record.taskId), JSON.stringify(record), { ttlMs: this.ttlMs });
-    this.records.set(record.taskId, record);
+    this.records.set(record.taskId, Object.freeze({ ...record }));
   }
 
   async delete(taskId: string): Promise<void> {
     this.records.delete(taskId);
     await this.store.del(this.recordKey(taskId), this.eventsKey(taskId));
+    this.records.delete(taskId); // a read that raced the delete may have kept it
   }
 
-  async get(taskId: string): Promise<TaskRecord | null> {
+  /**
+   * The task's record. `keep`: remember it, for a reader that knows the task's message was
+   * delivered (the sender); other readers only use what is remembered.
+   */
+  async get(taskId: string, options: { keep?: boolean } = {}): Promise<Readonly<TaskRecord> | null> {
     const cached = this.records.get(taskId);
     if (cached !== undefined) return cached;
     const raw = await this.store.get(this.recordKey(taskId));
     if (raw === null) return null;
-    const record = TaskRecordSchema.parse(JSON.parse(raw));
-    this.records.set(taskId, record);
+    const record = Object.freeze(TaskRecordSchema.parse(JSON.parse(raw)));
+    if (options.keep === true) this.records.set(taskId, record);
     return record;
   }
 

@@ -68,13 +68,9 @@ export async function streamTaskEvents(
     res.end();
   }
   res.on('close', finish);
-  try {
-    unsubscribe = await hub.subscribe(record.taskId, schedule, finish);
-  } catch (err) {
-    // The stream still works, from the poll alone.
-    request.log.warn({ err, taskId: record.taskId }, 'task event stream cannot hear change notices; polling');
-  }
-  if (closed) unsubscribe?.(); // the client left meanwhile
-  // Read after subscribing: nothing recorded from here on can be missed.
+  unsubscribe = await hub.subscribe(record.taskId, schedule, finish);
+  if (closed) unsubscribe(); // the client left meanwhile
+  // Read after subscribing: what is recorded from here on is announced to the stream (or, if the
+  // hub could not subscribe, found by the poll).
   schedule();
 }
