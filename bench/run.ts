@@ -14,7 +14,7 @@ import type { Throughput } from './stats.ts';
 const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
-/** Tasks sent before (a) and (b) are measured in each round, so both measure a warm process. */
+/** Tasks (raw: messages) sent before each measurement of every round, so that every side is measured warm. */
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
 const CONCURRENCY = 64;
 
@@ -126,7 +126,7 @@ async function slowLlm(): Promise<{
  */
 const rounds: { raw: Throughput; command: Throughput; fast: Throughput }[] = [];
 for (let round = 1; round <= 2; round++) {
-  const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY);
+  const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms`);
   const command = await fastPath('command');
   log(`round ${round}: (a) command path     ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms, p99 ${command.p99Ms} ms`);
