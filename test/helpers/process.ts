@@ -12,8 +12,16 @@ export interface SwitchboardProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Runs `switchboard <args>` as a user would, and waits for its "switchboard started" log line. */
-export async function spawnSwitchboard(env: Record<string, string>, args = ['start']): Promise<SwitchboardProcess> {
+/**
+ * Runs `switchboard <args>` as a user would, and waits for its "switchboard started" log line
+ * (logged at info). A process that has not printed it within `startTimeoutMs` is killed, not left
+ * running: a leftover keeps consuming and takes CPU from every later test and bench.
+ */
+export async function spawnSwitchboard(
+  env: Record<string, string>,
+  args = ['start'],
+  startTimeoutMs = 20_000,
+): Promise<SwitchboardProcess> {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -21,7 +29,10 @@ export async function spawnSwitchboard(env: Record<string, string>, args = ['sta
   let out = '';
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const started = new Promise<string | undefined>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start line in 20 s:\n${out}`)), 20_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no start line in ${startTimeoutMs} ms (pid ${child.pid} killed):\n${out}`));
+    }, startTimeoutMs);
     const onData = (chunk: Buffer): void => {
       out += chunk.toString();
       const line = out.split('\n').find((l) => l.includes('"msg":"switchboard started"'));

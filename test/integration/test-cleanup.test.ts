@@ -1,8 +1,21 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { SENDER_PLATFORMS } from '../../src/bus/topology.ts';
 import { amqpUrl, uniqueName } from '../helpers/services.ts';
 import { cleanupNamespace, startSwitchboard } from '../helpers/switchboard.ts';
+import { spawnSwitchboard } from '../helpers/process.ts';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('test cleanup', () => {
   it("removes every sender queue of a test's namespace from RabbitMQ (leftovers pile up and wedged the broker once)", async () => {
@@ -21,6 +34,22 @@ describe('test cleanup', () => {
       }
     } finally {
       await connection.close();
+    }
+  });
+
+  it('kills a spawned process that never says it started, instead of leaving it running', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-silent-'));
+    try {
+      // At warn the start line (info) is never written.
+      const err: unknown = await spawnSwitchboard({ HTTP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, ['start'], 3_000).catch(
+        (e: unknown) => e,
+      );
+      expect(String(err)).toMatch(/no start line/);
+      const pid = Number(/pid (\d+) killed/.exec(String(err))?.[1]);
+      expect(pid).toBeGreaterThan(0);
+      await expect.poll(() => alive(pid), { timeout: 5_000 }).toBe(false);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
