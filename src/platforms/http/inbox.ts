@@ -21,8 +21,8 @@ export class Inbox {
 
   async put(address: string, id: string, message: Omit<InboxMessage, 'id'>): Promise<void> {
     const key = this.key(address);
-    if (!(await this.store.hsetnx(key, id, JSON.stringify({ id, ...message })))) return;
-    await this.store.expire(key, this.ttlMs);
+    // Written and given its time to live in one step, only when it is new.
+    if (!(await this.store.hsetnx(key, id, JSON.stringify({ id, ...message }), { ttlMs: this.ttlMs }))) return;
     if ((await this.store.hlen(key)) <= MAX_MESSAGES) return;
     const ids = (await this.list(address)).map((m) => m.id);
     await this.store.hdel(key, ...ids.slice(0, ids.length - MAX_MESSAGES));

@@ -200,8 +200,7 @@ export class TelegramDelivery {
           code: 'TELEGRAM_REFUSED',
         });
       }
-      await this.options.store.hset(key, { [part.field]: String(messageId) });
-      await this.options.store.expire(key, this.sentTtlMs);
+      await this.options.store.hset(key, { [part.field]: String(messageId) }, { ttlMs: this.sentTtlMs });
       sent += 1;
     }
     ctx.log.info({ sent, skipped, parts: parts.length, asDocument: parts.some((p) => p.kind === 'document') }, 'reply delivered');
