@@ -36,10 +36,10 @@ export function senderQueueSpec(platform: string): QueueSpec {
   return { name: senderQueue(platform), bindings: [{ exchange: OUTBOUND_EXCHANGE, pattern: `${platform}.#` }] };
 }
 
-/** Everything every role declares: both exchanges, the agent's shard queues and the senders' queues. */
 /** Platforms that have a sender; each gets an `out.<platform>` queue. */
 export const SENDER_PLATFORMS: readonly string[] = ['http', 'telegram'];
 
+/** Everything every role declares: both exchanges, the agent's shard queues and the senders' queues. */
 export function switchboardTopology(shards: number, platforms: readonly string[]): Topology {
   return {
     exchanges: [INBOUND_EXCHANGE, OUTBOUND_EXCHANGE],

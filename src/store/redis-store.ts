@@ -48,6 +48,7 @@ const DRAIN_TIMEOUT_MS = 2_000;
 const MAX_RECONNECT_DELAY_MS = 2_000;
 /** A pipeline cut halfway is aborted by ioredis; its commands are sent again this many times at most. */
 const MAX_ABORT_RETRIES = 5;
+const closedError = (): Error => new Error('redis store is closed');
 
 const VERSION = readPackageVersion();
 /** Lua scripts from ./lua/<name>-<numKeys>.lua, tagged with the package version. */
@@ -483,5 +484,3 @@ export class RedisStore implements Store {
 
 // Sorted-set rules (kept alike in memory-store.ts): scores are finite, limits are counts. Redis
 // itself would take inf as a score and read a negative LIMIT count as "all".
-
-const closedError = (): Error => new Error('redis store is closed');
