@@ -12,6 +12,7 @@ import {
 } from './bus.ts';
 import { busClosedError, pause, stopController } from './bus-defaults.ts';
 import { channelClosed, closeQuietly, isChannelOpen, type AmqpConnection } from './amqp-connection.ts';
+import { ChannelAcks } from './amqp-acks.ts';
 import type { ConfirmPublisher } from './amqp-publisher.ts';
 import { isBrokerRefusal, isNotFound, toBusMessage, type Namespace } from './amqp-topology.ts';
 import { settle } from './settle.ts';
@@ -40,6 +41,8 @@ export interface ConsumerContext {
 export class AmqpConsumer implements Subscription {
   private state: 'starting' | 'active' | 'cancelling' | 'gone' = 'starting';
   private channel: Channel | undefined;
+  /** The acks of the current channel, sent once per turn of the loop. */
+  private acks: ChannelAcks | undefined;
   private consumerTag: string | undefined;
   /** The current subscribe attempt, so cancel() never races a half-made subscription. */
   private attaching: Promise<unknown> | undefined;
@@ -78,6 +81,7 @@ export class AmqpConsumer implements Subscription {
     this.stop();
     const channel = this.channel;
     this.channel = undefined;
+    flushQuietly(this.acks);
     if (this.running.size > 0) {
       this.ctx.logger.debug({ queue: this.queue, count: this.running.size }, 'consumer aborted; its unacked messages go back to the queue');
     }
@@ -105,6 +109,8 @@ export class AmqpConsumer implements Subscription {
     if (this.isGone()) return; // aborted meanwhile
     this.state = 'gone';
     this.channel = undefined;
+    // What the finished handlers acked leaves before the channel closes.
+    flushQuietly(this.acks);
     await closeQuietly(channel);
     this.ctx.onGone(this);
   }
@@ -211,6 +217,8 @@ export class AmqpConsumer implements Subscription {
     const model = await this.ctx.connection.ready();
     const channel = await this.ctx.connection.channel(model);
     this.channel = channel;
+    const acks = new ChannelAcks(channel);
+    this.acks = acks;
     this.consumerTag = undefined;
     const stopper = stopController();
     this.channelStopper = stopper;
@@ -220,7 +228,7 @@ export class AmqpConsumer implements Subscription {
       await channel.prefetch(this.prefetch);
       if (!this.isWanted()) return channel;
       const queue = this.ctx.names.physical(this.queue);
-      const ok = await channel.consume(queue, (raw) => this.onDelivery(channel, stopper.signal, raw), { noAck: false });
+      const ok = await channel.consume(queue, (raw) => this.onDelivery(channel, acks, stopper.signal, raw), { noAck: false });
       if (this.channel === channel) this.consumerTag = ok.consumerTag;
       return channel;
     } catch (err) {
@@ -231,13 +239,14 @@ export class AmqpConsumer implements Subscription {
   }
 
   /** Called synchronously by amqplib: must never throw. */
-  private onDelivery(channel: Channel, channelStop: AbortSignal, raw: ConsumeMessage | null): void {
+  private onDelivery(channel: Channel, acks: ChannelAcks, channelStop: AbortSignal, raw: ConsumeMessage | null): void {
     if (raw === null) {
       // The broker cancelled us (the queue was deleted, or its leader moved): subscribe again.
       this.ctx.logger.warn({ queue: this.queue }, 'consumer cancelled by the broker; resubscribing');
       void closeQuietly(channel);
       return;
     }
+    acks.delivered(raw);
     // Aborted or cancelling: not handled, not settled; the broker redelivers it once the channel is closed.
     if (this.state === 'gone' || this.state === 'cancelling') return;
     let message: BusMessage;
@@ -246,14 +255,21 @@ export class AmqpConsumer implements Subscription {
     } catch (err) {
       this.ctx.logger.error({ queue: this.queue, error: errorMessage(err) }, 'cannot read a delivery; requeued');
       nack(channel, raw);
+      acks.settledElsewhere(raw);
       return;
     }
-    const run = this.handle(channel, channelStop, raw, message);
+    const run = this.handle(channel, acks, channelStop, raw, message);
     this.running.add(run);
     void run.finally(() => this.running.delete(run));
   }
 
-  private async handle(channel: Channel, channelStop: AbortSignal, raw: ConsumeMessage, message: BusMessage): Promise<void> {
+  private async handle(
+    channel: Channel,
+    acks: ChannelAcks,
+    channelStop: AbortSignal,
+    raw: ConsumeMessage,
+    message: BusMessage,
+  ): Promise<void> {
     let failed = false;
     let error: unknown;
     try {
@@ -271,7 +287,7 @@ export class AmqpConsumer implements Subscription {
     const outcome = settle(failed ? error : undefined, message, this.ctx.deliveryLimit);
     try {
       if (outcome.action === 'ack') {
-        channel.ack(raw);
+        acks.ack(raw);
       } else if (outcome.action === 'requeue') {
         logger.warn({ ...context, error: outcome.error, retryInMs: outcome.delayMs }, 'handler failed; message requeued');
         // Held (unacked, in its prefetch slot) for the delay while other deliveries go on; cancel,
@@ -280,8 +296,9 @@ export class AmqpConsumer implements Subscription {
         // Aborted, or the channel is gone: the broker has it back already.
         if (this.isGone() || !isChannelOpen(channel)) return;
         channel.nack(raw, false, true);
+        acks.settledElsewhere(raw);
       } else {
-        await this.deadLetter(channel, raw, message, outcome.reason);
+        await this.deadLetter(channel, acks, raw, message, outcome.reason);
       }
     } catch (err) {
       // The channel died between the check and the settlement: the broker redelivers.
@@ -290,12 +307,12 @@ export class AmqpConsumer implements Subscription {
   }
 
   /** A copy goes to the dead-letter exchange (confirmed), then the original is acked. */
-  private async deadLetter(channel: Channel, raw: ConsumeMessage, message: BusMessage, reason: string): Promise<void> {
+  private async deadLetter(channel: Channel, acks: ChannelAcks, raw: ConsumeMessage, message: BusMessage, reason: string): Promise<void> {
     const { logger, publisher } = this.ctx;
     if (this.queue === DEAD_LETTER_QUEUE) {
       // Dead-lettering from the dead-letter queue would loop; dropped, as the memory bus does.
       logger.error({ messageId: message.messageId, queue: this.queue, reason }, 'dead letter failed again; dropped');
-      channel.ack(raw);
+      acks.ack(raw);
       return;
     }
     logger.warn({ messageId: message.messageId, queue: this.queue, reason }, 'message dead-lettered');
@@ -315,13 +332,21 @@ export class AmqpConsumer implements Subscription {
       );
       return;
     }
-    if (this.state !== 'gone' && isChannelOpen(channel)) channel.ack(raw);
+    if (this.state !== 'gone' && isChannelOpen(channel)) acks.ack(raw);
   }
 }
 
 function nack(channel: Channel, raw: ConsumeMessage): void {
   try {
     channel.nack(raw, false, true);
+  } catch {
+    // Channel gone: the broker redelivers.
+  }
+}
+
+function flushQuietly(acks: ChannelAcks | undefined): void {
+  try {
+    acks?.flush();
   } catch {
     // Channel gone: the broker redelivers.
   }

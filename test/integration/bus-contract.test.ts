@@ -441,6 +441,25 @@ describe.each(adapters)('Bus contract: $name', (adapter) => {
     await b.cancel();
   });
 
+  it('settles what finished while an older message still runs: after an abort only the running one comes back', async () => {
+    const bus = await workQueue();
+    const handled: string[] = [];
+    const never = new Promise<void>(() => undefined);
+    const a = await bus.consume('work', (msg) => (text(msg) === '0' ? never : (handled.push(text(msg)), Promise.resolve())), {
+      prefetch: 10,
+    });
+    for (let i = 0; i < 5; i++) await bus.publish(EX, 'agent.1', Buffer.from(String(i)));
+    await waitFor(() => handled.length === 4);
+    await sleep(50);
+    await a.abort();
+    const b = await collect(bus, 'work');
+    await waitFor(() => b.messages.length >= 1);
+    await sleep(100);
+    // 1–4 were acked although 0 was not (an ack that covered 0 would have lost it).
+    expect(b.messages.map(text)).toEqual(['0']);
+    await b.sub.cancel();
+  });
+
   it('cancel waits for in-flight handlers and stops deliveries to that consumer', async () => {
     const bus = await workQueue();
     const held = deferred();
