@@ -243,6 +243,8 @@ export class AmqpConsumer implements Subscription {
     if (raw === null) {
       // The broker cancelled us (the queue was deleted, or its leader moved): subscribe again.
       this.ctx.logger.warn({ queue: this.queue }, 'consumer cancelled by the broker; resubscribing');
+      // What was acked this turn leaves first: amqplib sends nothing on a closing channel.
+      flushQuietly(acks);
       void closeQuietly(channel);
       return;
     }
