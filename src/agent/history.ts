@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { allDone } from '../core/timing.ts';
 import type { Store } from '../store/store.ts';
 
 export const HistoryEntrySchema = z.object({
@@ -40,8 +41,8 @@ export class ConversationHistory {
 
   async append(conversation: string, entries: readonly HistoryEntry[]): Promise<void> {
     const key = this.key(conversation);
-    await this.store.rpush(key, ...entries.map((entry) => JSON.stringify(entry)));
-    await this.store.ltrim(key, -this.maxTurns * 2, -1);
+    // One round trip: the store runs a connection's commands in the order they were sent.
+    await allDone([this.store.rpush(key, ...entries.map((entry) => JSON.stringify(entry))), this.store.ltrim(key, -this.maxTurns * 2, -1)]);
   }
 
   async clear(conversation: string): Promise<void> {

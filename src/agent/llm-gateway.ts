@@ -9,7 +9,7 @@ import type { Metrics } from '../core/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { LlmError, type ChatMessage, type Completion, type LlmClient, type ToolSpec } from './llm.ts';
 import type { LlmRoute, LlmRouter, RouteCaller } from './llm-router.ts';
-import type { QuotaCheck, Quotas } from './quotas.ts';
+import type { QuotaCheck, Quotas, QuotaScope } from './quotas.ts';
 
 export interface LlmGatewayOptions {
   readonly router: LlmRouter;
@@ -34,14 +34,16 @@ export class LlmGateway {
 
   /** @throws LlmError: not_configured, quota_exceeded, or the backend's failure (after the fallback). */
   async complete(request: LlmCallRequest, log: Logger): Promise<Completion> {
-    const { router, quotas } = this.options;
-    const route = await router.route(request.caller);
+    const { router, quotas, store } = this.options;
+    const marker = `node:${request.nodeId}:quota`;
+    // Both reads at once: a marker means this node took its request before (a redelivery).
+    const [route, taken] = await Promise.all([router.route(request.caller), store.get(marker)]);
     if (route === undefined) {
       throw new LlmError('not_configured', 'no model is configured and the user has no own key', {
         ...(router.logins.ownKeysEnabled ? { userMessage: NO_MODEL_BUT_LOGIN } : {}),
       });
     }
-    if (route.scope) await this.takeRequest(route, request.nodeId);
+    if (route.scope && taken === null) await this.takeRequest(route, route.scope, marker);
     const messages = request.messages(route.contextSize);
     const options = { tools: request.tools };
     let completion: Completion;
@@ -63,13 +65,9 @@ export class LlmGateway {
     return completion;
   }
 
-  /** Takes this node's one request from the quota, unless it took it before (a redelivery). */
-  private async takeRequest(route: LlmRoute, nodeId: string): Promise<void> {
+  /** Takes this node's one request from the quota, and leaves `marker` so a redelivery does not take another. */
+  private async takeRequest(route: LlmRoute, scope: QuotaScope, marker: string): Promise<void> {
     const { quotas, store, memoTtlMs, metrics } = this.options;
-    const scope = route.scope;
-    if (!scope) return;
-    const marker = `node:${nodeId}:quota`;
-    if ((await store.get(marker)) !== null) return;
     const verdict = await quotas.check(scope, route.quotaUser);
     if (!verdict.ok) {
       metrics?.quotaRefusals.inc({ scope: scope.name, limit: verdict.reason });

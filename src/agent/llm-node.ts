@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import { nextNode, type EnvelopeOf, type MessageBody, type ReplyBody, type StepBody, type TranscriptItem } from '../core/envelope.ts';
 import type { Logger } from '../core/logger.ts';
+import { allDone } from '../core/timing.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Store } from '../store/store.ts';
 import type { Fuse } from '../plugins/fuse.ts';
@@ -56,6 +57,13 @@ export class LlmNode {
 
   async handle(node: Node, log: Logger): Promise<void> {
     const out = new Outbox(this.options.bus, node);
+    // "Running" goes out at once and is confirmed while the model thinks. The node's later outputs
+    // follow it on the same channel, and the node is not acked before it is confirmed.
+    const running = out.emit({ kind: 'status', status: 'running' });
+    await allDone([this.answer(node, out, log), running]);
+  }
+
+  private async answer(node: Node, out: Outbox, log: Logger): Promise<void> {
     const view: ChainNode = {
       nodeId: node.id,
       parentId: node.parentId,
@@ -69,7 +77,6 @@ export class LlmNode {
     const text = node.body.kind === 'message' ? promptText(node.body) : node.body.text;
     let transcript: TranscriptItem[] = node.body.kind === 'step' ? node.body.transcript : [];
     try {
-      await out.emit({ kind: 'status', status: 'running' });
       await this.options.chains.put(node.chainId, view);
 
       if (node.body.kind === 'step' && node.body.pending) {
@@ -82,11 +89,16 @@ export class LlmNode {
       Object.assign(view, { model: completion.model, ...(completion.usage ? { usage: completion.usage } : {}) });
 
       if (completion.toolCalls.length === 0) {
-        await this.options.history.append(callerOf(node, this.options.adminUsers).conversation, [
-          { role: 'user', content: text, nodeId: node.chainId },
-          { role: 'assistant', content: completion.text, nodeId: node.chainId },
+        // The conversation's next message waits for this node to finish, so the history only has to
+        // be written by then, not before the reply.
+        await allDone([
+          this.options.history.append(callerOf(node, this.options.adminUsers).conversation, [
+            { role: 'user', content: text, nodeId: node.chainId },
+            { role: 'assistant', content: completion.text, nodeId: node.chainId },
+          ]),
+          this.finish(node, out, view, { kind: 'reply', text: completion.text, format: 'markdown', status: 'done' }),
         ]);
-        return await this.finish(node, out, view, { kind: 'reply', text: completion.text, format: 'markdown', status: 'done' });
+        return;
       }
       const limit = this.limitReached(node, completion);
       if (limit) return await this.finish(node, out, view, limit);
@@ -161,19 +173,18 @@ export class LlmNode {
   private async complete(node: Node, text: string, transcript: readonly TranscriptItem[], log: Logger): Promise<Completion> {
     const { store, llm, history, systemPrompt, registry, fuse, adminUsers, memoTtlMs } = this.options;
     const memoKey = `node:${node.id}:completion`;
-    const memo = await store.get(memoKey);
+    const caller = callerOf(node, adminUsers);
+    // Only reads: all at once, though a memo (a redelivered node) makes the other two unneeded.
+    const [memo, blown, past] = await Promise.all([store.get(memoKey), fuse.allBlown(), history.load(caller.conversation)]);
     if (memo !== null) {
       log.info('node was answered before; using that answer');
       const { usage, ...rest } = CompletionMemoSchema.parse(JSON.parse(memo));
       return { ...rest, usage };
     }
-    const caller = callerOf(node, adminUsers);
-    const blown = await fuse.allBlown();
     const tools = registry
       .toolsFor(caller)
       .filter((t) => !blown.has(t.tool.name))
       .map((t) => t.spec);
-    const past = await history.load(caller.conversation);
     // The model knows no clock: tools that take times (reminders) need it.
     const system: ChatMessage = { role: 'system', content: `${systemPrompt}\nThe current time is ${new Date().toISOString()} (UTC).` };
     const current: ChatMessage[] = [{ role: 'user', content: text }, ...transcript.map(toChatMessage)];
@@ -269,11 +280,11 @@ export class LlmNode {
   }
 
   private async finish(node: Node, out: Outbox, view: ChainNode, reply: ReplyBody): Promise<void> {
-    await out.emit(reply);
     view.status = reply.status === 'failed' ? 'failed' : 'done';
     view.finishedAt = new Date().toISOString();
     if (reply.error) view.error = reply.error;
-    await this.options.chains.put(node.chainId, view);
+    // The chain log is for people reading it; it need not wait for the reply's confirm.
+    await allDone([out.emit(reply), this.options.chains.put(node.chainId, view)]);
   }
 }
 

@@ -18,3 +18,13 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, message: string)
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Runs side by side, like Promise.all, but settles only once every promise has: when one fails,
+ * nothing is still running behind the caller's back (a message is not handed back for redelivery
+ * while its first run still writes). Rejects with the first failure in argument order.
+ */
+export async function allDone(promises: readonly Promise<unknown>[]): Promise<void> {
+  const outcomes = await Promise.allSettled(promises);
+  for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+}
