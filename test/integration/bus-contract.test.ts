@@ -460,6 +460,31 @@ describe.each(adapters)('Bus contract: $name', (adapter) => {
     await b.sub.cancel();
   });
 
+  it('an abort right after a handler finished still settles that message: it is not delivered again', async () => {
+    const bus = await workQueue();
+    let sub: Subscription | undefined;
+    let aborting: Promise<void> | undefined;
+    sub = await bus.consume(
+      'work',
+      () => {
+        // Queued before the consumer settles this message, so the abort comes in the same turn of
+        // the loop as the settlement, before anything batched for the end of the turn is sent.
+        setImmediate(() => (aborting = sub?.abort()));
+        return Promise.resolve();
+      },
+      { prefetch: 10 },
+    );
+    await bus.publish(EX, 'agent.1', Buffer.from('done before the abort'));
+    await waitFor(() => aborting !== undefined);
+    await aborting;
+    await bus.publish(EX, 'agent.1', Buffer.from('after'));
+    const next = await collect(bus, 'work');
+    await waitFor(() => next.messages.length >= 1);
+    await sleep(100);
+    expect(next.messages.map(text)).toEqual(['after']);
+    await next.sub.cancel();
+  });
+
   it('cancel waits for in-flight handlers and stops deliveries to that consumer', async () => {
     const bus = await workQueue();
     const held = deferred();
