@@ -57,8 +57,10 @@ export class LlmNode {
 
   async handle(node: Node, log: Logger): Promise<void> {
     const out = new Outbox(this.options.bus, node);
-    // "Running" goes out at once and is confirmed while the model thinks. The node's later outputs
-    // follow it on the same channel, and the node is not acked before it is confirmed.
+    // "Running" goes out at once and is confirmed while the model thinks; the node is not acked
+    // before it is. The node's later outputs follow it on the same channel (only one the broker
+    // refused and that was sent again can arrive after them: senders order a task's events by
+    // envelope id, and a typing indicator ignores a status older than the chain's end).
     const running = out.emit({ kind: 'status', status: 'running' });
     await allDone([this.answer(node, out, log), running]);
   }
