@@ -256,8 +256,7 @@ export class AmqpConsumer implements Subscription {
       message = toBusMessage(raw, this.ctx.names, this.queue);
     } catch (err) {
       this.ctx.logger.error({ queue: this.queue, error: errorMessage(err) }, 'cannot read a delivery; requeued');
-      nack(channel, raw);
-      acks.settledElsewhere(raw);
+      requeueQuietly(acks, raw);
       return;
     }
     const run = this.handle(channel, acks, channelStop, raw, message);
@@ -297,8 +296,7 @@ export class AmqpConsumer implements Subscription {
         await pause(outcome.delayMs, channelStop);
         // Aborted, or the channel is gone: the broker has it back already.
         if (this.isGone() || !isChannelOpen(channel)) return;
-        channel.nack(raw, false, true);
-        acks.settledElsewhere(raw);
+        acks.requeue(raw);
       } else {
         await this.deadLetter(channel, acks, raw, message, outcome.reason);
       }
@@ -338,9 +336,9 @@ export class AmqpConsumer implements Subscription {
   }
 }
 
-function nack(channel: Channel, raw: ConsumeMessage): void {
+function requeueQuietly(acks: ChannelAcks, raw: ConsumeMessage): void {
   try {
-    channel.nack(raw, false, true);
+    acks.requeue(raw);
   } catch {
     // Channel gone: the broker redelivers.
   }

@@ -2,17 +2,22 @@ import type { Channel, Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { ChannelAcks } from '../../src/bus/amqp-acks.ts';
 
-/** The ack frames a channel was asked to send: [deliveryTag, multiple]. */
-function fakeChannel(): { channel: Channel; frames: [number, boolean][]; closed: { value: boolean } } {
+/** The ack frames a channel was asked to send ([deliveryTag, multiple]) and the tags it requeued. */
+function fakeChannel(): { channel: Channel; frames: [number, boolean][]; requeued: number[]; closed: { value: boolean } } {
   const frames: [number, boolean][] = [];
+  const requeued: number[] = [];
   const closed = { value: false };
   const channel = {
     ack(message: Message, allUpTo = false) {
       if (closed.value) throw new Error('Channel closed');
       frames.push([message.fields.deliveryTag, allUpTo]);
     },
+    nack(message: Message, allUpTo = false, requeue = true) {
+      if (closed.value) throw new Error('Channel closed');
+      if (!allUpTo && requeue) requeued.push(message.fields.deliveryTag);
+    },
   } as unknown as Channel;
-  return { channel, frames, closed };
+  return { channel, frames, requeued, closed };
 }
 
 const delivery = (tag: number): Message => ({ fields: { deliveryTag: tag } }) as unknown as Message;
@@ -48,12 +53,13 @@ describe('ChannelAcks', () => {
     expect(frames.slice(2)).toEqual([[1, true]]);
   });
 
-  it('passes a delivery settled another way (nacked), but not one left unsettled', async () => {
-    const { channel, frames } = fakeChannel();
+  it('passes a delivery it requeued, but not one left unsettled', async () => {
+    const { channel, frames, requeued } = fakeChannel();
     const acks = new ChannelAcks(channel);
     const m = [1, 2, 3, 4].map(delivery) as [Message, Message, Message, Message];
     for (const x of m) acks.delivered(x);
-    acks.settledElsewhere(m[1]); // nacked: no longer outstanding on the broker
+    acks.requeue(m[1]); // at once, not at the end of the turn: no longer outstanding on the broker
+    expect(requeued).toEqual([2]);
     acks.ack(m[0]);
     acks.ack(m[2]);
     await nextTurn();
