@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ReplyBodySchema, type Command, type EnvelopeOf, type ReplyBody } from '../core/envelope.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { allDone } from '../core/timing.ts';
 import type { EnvelopeBus } from '../bus/envelope-bus.ts';
 import type { Store } from '../store/store.ts';
 import type { PluginRegistry, RegisteredCommand } from '../plugins/registry.ts';
@@ -46,20 +47,23 @@ export class CommandNode {
         await store.set(memoKey, JSON.stringify(reply), { ttlMs: memoTtlMs });
       }
     }
-    await new Outbox(this.options.bus, node).emit(reply);
-    await chains.put(node.chainId, {
-      nodeId: node.id,
-      parentId: node.parentId,
-      depth: node.depth,
-      kind: 'command',
-      command: command.name,
-      status: reply.status === 'failed' ? 'failed' : 'done',
-      userId: node.user?.id ?? null,
-      startedAt,
-      finishedAt: new Date().toISOString(),
-      toolCalls: [],
-      ...(reply.error ? { error: reply.error } : {}),
-    });
+    // The chain log is for people reading it: written beside the reply, not after its confirm.
+    await allDone([
+      new Outbox(this.options.bus, node).emit(reply),
+      chains.put(node.chainId, {
+        nodeId: node.id,
+        parentId: node.parentId,
+        depth: node.depth,
+        kind: 'command',
+        command: command.name,
+        status: reply.status === 'failed' ? 'failed' : 'done',
+        userId: node.user?.id ?? null,
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        toolCalls: [],
+        ...(reply.error ? { error: reply.error } : {}),
+      }),
+    ]);
     log.info({ command: command.name, status: reply.status }, 'command answered');
   }
 
