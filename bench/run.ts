@@ -5,10 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { FakeOpenAi } from '../test/fakes/fake-openai.ts';
-import { cleanupNamespace } from '../test/helpers/switchboard.ts';
 import { spawnSwitchboard } from '../test/helpers/process.ts';
+import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
-import { benchEnv, driveTasks, startBenchApp, uniqueNamespace } from './switchboard-path.ts';
+import { benchEnv, driveTasks, measureFastPath, startBenchApp } from './switchboard-path.ts';
 import type { Throughput } from './stats.ts';
 
 const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -18,56 +18,8 @@ const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
 const CONCURRENCY = 64;
 
-/**
- * Namespaces in use, removed from RabbitMQ and Redis even when the run is interrupted (Ctrl-C):
- * leftover quorum queues slow RabbitMQ down for every later run.
- */
-const live = new Set<string>();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: removing ${live.size} namespace(s) of this run`);
-    void Promise.allSettled([...live].map((namespace) => cleanupNamespace(namespace))).then(() => process.exit(130));
-  });
-}
-
-function freshNamespace(): string {
-  const namespace = uniqueNamespace();
-  live.add(namespace);
-  return namespace;
-}
-
-async function removeNamespace(namespace: string): Promise<void> {
-  await cleanupNamespace(namespace);
-  live.delete(namespace);
-}
-
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
-}
-
-async function fastPath(kind: 'command' | 'llm'): Promise<Throughput> {
-  const namespace = freshNamespace();
-  const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
-  const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace, llmBaseUrl: llm?.baseURL }), [
-    'api',
-    'worker',
-    'sender:http',
-  ]);
-  try {
-    const tasks = Array.from({ length: WARMUP + COUNT }, (_, i) => ({
-      text: kind === 'command' ? '/help' : `question ${i}`,
-      conversation: `c${i % 200}`,
-    }));
-    return await driveTasks(
-      app.url ?? '',
-      { redisUrl: REDIS, namespace },
-      { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
-    );
-  } finally {
-    await app.stop();
-    await llm?.close();
-    await removeNamespace(namespace);
-  }
 }
 
 async function slowLlm(): Promise<{
@@ -128,9 +80,9 @@ const rounds: { raw: Throughput; command: Throughput; fast: Throughput }[] = [];
 for (let round = 1; round <= 2; round++) {
   const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms`);
-  const command = await fastPath('command');
+  const command = await measureFastPath('command', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
   log(`round ${round}: (a) command path     ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms, p99 ${command.p99Ms} ms`);
-  const fast = await fastPath('llm');
+  const fast = await measureFastPath('llm', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
   log(`round ${round}: (b) instant fake LLM ${fast.perSecond} tasks/s, p50 ${fast.p50Ms} ms, p99 ${fast.p99Ms} ms`);
   rounds.push({ raw, command, fast });
 }

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { FakeOpenAi } from '../test/fakes/fake-openai.ts';
 import { startApp, type RunningApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/logger.ts';
 import type { RoleName } from '../src/roles.ts';
 import type { BenchTask, LoadJob, LoadResult } from './load-generator.ts';
+import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { summarise, type Throughput } from './stats.ts';
 
 export const BENCH_KEY = 'bench-secret-123456';
@@ -66,6 +67,41 @@ export async function driveTasks(
   }
 }
 
-export function uniqueNamespace(): string {
-  return `bench-${randomUUID().slice(0, 8)}`;
+export interface FastPathLoad {
+  readonly amqpUrl: string;
+  readonly redisUrl: string;
+  /** Measured tasks, after `warmup` unmeasured ones, over 200 conversations. */
+  readonly count: number;
+  readonly warmup: number;
+  /** Requests in flight. */
+  readonly concurrency: number;
+}
+
+/**
+ * (a) or (b): api, worker and sender:http in this process, in a namespace of their own, driven
+ * with `/help` (the command path) or with chat messages a fake LLM answers at once.
+ */
+export async function measureFastPath(kind: 'command' | 'llm', load: FastPathLoad): Promise<Throughput> {
+  const namespace = freshNamespace();
+  const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
+  const app = await startBenchApp(benchEnv({ amqpUrl: load.amqpUrl, redisUrl: load.redisUrl, namespace, llmBaseUrl: llm?.baseURL }), [
+    'api',
+    'worker',
+    'sender:http',
+  ]);
+  try {
+    const tasks = Array.from({ length: load.warmup + load.count }, (_, i) => ({
+      text: kind === 'command' ? '/help' : `question ${i}`,
+      conversation: `c${i % 200}`,
+    }));
+    return await driveTasks(
+      app.url ?? '',
+      { redisUrl: load.redisUrl, namespace },
+      { warmup: tasks.slice(0, load.warmup), tasks: tasks.slice(load.warmup), concurrency: load.concurrency },
+    );
+  } finally {
+    await app.stop();
+    await llm?.close();
+    await removeNamespace(namespace);
+  }
 }

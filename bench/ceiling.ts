@@ -1,0 +1,96 @@
+/**
+ * `npm run bench:ceiling`: how much of the raw amqplib baseline the command path's own stack can
+ * reach on this machine, and how close Switchboard is to it. Each round measures, in this order,
+ * the raw baseline, (a) the command path, and the same path written by hand with the same
+ * libraries and the same broker and store work per task (bench/hand-written-path.ts). The last
+ * line is one JSON object. Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost).
+ */
+import { startHandWrittenPipeline } from './hand-written-path.ts';
+import { freshNamespace, removeNamespace } from './namespaces.ts';
+import { rawAmqpBaseline } from './raw-amqp.ts';
+import type { Throughput } from './stats.ts';
+import { BENCH_KEY, benchEnv, driveTasks, measureFastPath, startBenchApp } from './switchboard-path.ts';
+
+const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONCURRENCY = 64;
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** /help's reply as Switchboard sends it, so the hand-written path moves messages of the same size. */
+async function helpReply(): Promise<string> {
+  const namespace = freshNamespace();
+  const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace }), ['api', 'worker', 'sender:http']);
+  try {
+    const headers = { authorization: `Bearer ${BENCH_KEY}`, 'content-type': 'application/json' };
+    const created = await fetch(`${app.url}/v1/tasks`, { method: 'POST', headers, body: JSON.stringify({ text: '/help' }) });
+    const { taskId } = (await created.json()) as { taskId: string };
+    for (let attempt = 0; attempt < 500; attempt++) {
+      const task = (await (await fetch(`${app.url}/v1/tasks/${taskId}`, { headers })).json()) as {
+        status: string;
+        replies: { text: string }[];
+      };
+      const text = task.replies[0]?.text;
+      if (task.status === 'done' && text !== undefined) return text;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('/help was not answered within 10 s');
+  } finally {
+    await app.stop();
+    await removeNamespace(namespace);
+  }
+}
+
+async function handWrittenPath(replyText: string): Promise<Throughput> {
+  const namespace = freshNamespace();
+  const pipeline = await startHandWrittenPipeline({ amqpUrl: AMQP, redisUrl: REDIS, namespace, apiKey: BENCH_KEY, replyText });
+  try {
+    const tasks = Array.from({ length: WARMUP + COUNT }, (_, i) => ({ text: '/help', conversation: `c${i % 200}` }));
+    return await driveTasks(
+      pipeline.url,
+      { redisUrl: REDIS, namespace },
+      { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
+    );
+  } finally {
+    await pipeline.stop();
+    await removeNamespace(namespace);
+  }
+}
+
+const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000;
+
+const replyText = await helpReply();
+const rounds: { raw: number; command: number; handWritten: number }[] = [];
+for (let round = 1; round <= ROUNDS; round++) {
+  const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
+  log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms`);
+  const command = await measureFastPath('command', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
+  log(`round ${round}: (a) command path   ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms (${ratio(command.perSecond, raw.perSecond)} of raw)`);
+  const hand = await handWrittenPath(replyText);
+  log(`round ${round}: hand-written path  ${hand.perSecond} tasks/s, p50 ${hand.p50Ms} ms (${ratio(hand.perSecond, raw.perSecond)} of raw)`);
+  rounds.push({ raw: raw.perSecond, command: command.perSecond, handWritten: hand.perSecond });
+}
+const mean = (pick: (round: (typeof rounds)[number]) => number): number =>
+  Math.round((rounds.reduce((sum, round) => sum + pick(round), 0) / rounds.length) * 10) / 10;
+const raw = mean((r) => r.raw);
+const command = mean((r) => r.command);
+const handWritten = mean((r) => r.handWritten);
+log(`means over ${ROUNDS} rounds: raw ${raw} msg/s, (a) ${command} tasks/s, hand-written ${handWritten} tasks/s`);
+log(
+  JSON.stringify({
+    rawMessagesPerSecond: raw,
+    commandPathTasksPerSecond: command,
+    handWrittenTasksPerSecond: handWritten,
+    commandPathRatio: ratio(command, raw),
+    handWrittenRatio: ratio(handWritten, raw),
+    /** (a) as a share of the hand-written path: how close Switchboard's own layers are to the stack's ceiling. */
+    commandPathOfHandWritten: ratio(command, handWritten),
+    rounds: rounds.map((r) => ({ ...r, commandRatio: ratio(r.command, r.raw), handWrittenRatio: ratio(r.handWritten, r.raw) })),
+  }),
+);
+process.exit(0);

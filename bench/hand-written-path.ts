@@ -1,0 +1,209 @@
+/**
+ * A yardstick, not a product: the command path written by hand with the same libraries (node:http,
+ * amqplib, ioredis) and the same broker and store work per task as (a), and nothing else — no
+ * fastify, no zod, no logging, no metrics, no ports or adapters, no retries or recovery. What it
+ * reaches is about as much of the raw baseline as this stack can reach on the machine it runs on,
+ * so `npm run bench:ceiling` tells how far Switchboard's own layers are from it.
+ *
+ * Per task, as in (a): `POST /v1/tasks` → SET of the task record → publish to the inbound exchange
+ * with a confirm → 202. Worker: one of 8 single-active-consumer shard queues (quorum, dead-letter
+ * exchange, delivery limit) → the reply published to the outbound exchange with a confirm, beside
+ * the chain-log entry (HSET with a TTL, one Lua step) → ack. Sender: `out.http` → the task event
+ * written once with its notice on the task-events channel (one Lua step) → ack.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import amqplib, { type Channel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import { Redis } from 'ioredis';
+import { socketOf } from '../src/bus/amqp-connection.ts';
+import { DEAD_LETTER_EXCHANGE } from '../src/bus/bus.ts';
+import { DEFAULT_DELIVERY_LIMIT } from '../src/bus/bus-defaults.ts';
+import { INBOUND_EXCHANGE, OUTBOUND_EXCHANGE, agentQueue, inboundRoutingKey, senderQueue, shardOf } from '../src/bus/topology.ts';
+import { coalesceWrites } from '../src/core/coalesce-writes.ts';
+import { ENVELOPE_VERSION } from '../src/core/envelope.ts';
+import { TASK_EVENTS_CHANNEL } from '../src/platforms/http/tasks.ts';
+
+const SHARDS = 8;
+const PREFETCH = 100;
+const TTL_MS = 86_400_000;
+
+/** An envelope as (a) writes it; this pipeline trusts what it wrote itself and checks nothing. */
+interface Envelope {
+  readonly v: number;
+  readonly id: string;
+  readonly chainId: string;
+  readonly parentId: string | null;
+  readonly depth: number;
+  readonly ref?: string;
+  readonly at: string;
+  readonly from: string;
+  readonly user: { readonly id: string; readonly name: string } | null;
+  readonly conversation: string;
+  readonly chatType: string;
+  readonly to: readonly string[];
+  readonly body: { readonly kind: string; readonly text: string; readonly [field: string]: unknown };
+}
+
+/** The two Lua steps of the Redis store, under names of their own. */
+interface ScriptedRedis extends Redis {
+  chainLogPut(key: string, ttlMs: number, field: string, value: string): Promise<number>;
+  recordEvent(key: string, field: string, value: string, ttlMs: number, channel: string, notice: string): Promise<number>;
+}
+
+export interface HandWrittenPipeline {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the pipeline under `namespace` (the names (a) uses, so the bench's cleanup removes both). */
+export async function startHandWrittenPipeline(options: {
+  readonly amqpUrl: string;
+  readonly redisUrl: string;
+  readonly namespace: string;
+  readonly apiKey: string;
+  /** The text the worker answers with: /help's reply, so messages are the size (a)'s are. */
+  readonly replyText: string;
+}): Promise<HandWrittenPipeline> {
+  const { namespace: ns, replyText } = options;
+  const name = (logical: string): string => `${ns}.${logical}`;
+  const redis = new Redis(options.redisUrl, { keyPrefix: `${ns}:` }) as ScriptedRedis;
+  redis.on('connect', () => coalesceWrites(redis.stream));
+  const lua = (file: string): string => readFileSync(new URL(`../src/store/lua/${file}`, import.meta.url), 'utf8');
+  redis.defineCommand('chainLogPut', { numberOfKeys: 1, lua: lua('hset-ttl-1.lua') });
+  redis.defineCommand('recordEvent', { numberOfKeys: 1, lua: lua('hsetnx-1.lua') });
+
+  const connection = await amqplib.connect(options.amqpUrl, { noDelay: true });
+  coalesceWrites(socketOf(connection));
+  const publisher = await connection.createConfirmChannel();
+  await declare(publisher, name);
+  const publish = (channel: ConfirmChannel, exchange: string, routingKey: string, envelope: Envelope): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const body = Buffer.from(JSON.stringify(envelope));
+      channel.publish(name(exchange), routingKey, body, { persistent: true, messageId: envelope.id }, (err: unknown) =>
+        err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
+      );
+    });
+  const consume = async (queue: string, handle: (envelope: Envelope) => Promise<unknown>): Promise<void> => {
+    const channel: Channel = await connection.createChannel();
+    await channel.prefetch(PREFETCH);
+    await channel.consume(name(queue), (message: ConsumeMessage | null) => {
+      if (message === null) return;
+      const envelope = JSON.parse(message.content.toString('utf8')) as Envelope;
+      handle(envelope).then(
+        () => channel.ack(message),
+        () => channel.nack(message),
+      );
+    });
+  };
+
+  // The worker: every shard queue answers /help.
+  for (let shard = 0; shard < SHARDS; shard++) {
+    await consume(agentQueue(shard), (node) => {
+      const startedAt = new Date().toISOString();
+      const reply: Envelope = {
+        ...node,
+        id: randomUUID(),
+        parentId: node.id,
+        depth: node.depth + 1,
+        at: new Date().toISOString(),
+        body: { kind: 'reply', text: replyText, format: 'markdown', status: 'done' },
+      };
+      const entry = {
+        nodeId: node.id,
+        parentId: node.parentId,
+        depth: node.depth,
+        kind: 'command',
+        command: 'help',
+        status: 'done',
+        userId: node.user?.id ?? null,
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        toolCalls: [],
+      };
+      return Promise.all([
+        publish(publisher, OUTBOUND_EXCHANGE, 'http.reply', reply),
+        redis.chainLogPut(`chain:${node.chainId}`, TTL_MS, node.id, JSON.stringify(entry)),
+      ]);
+    });
+  }
+  // The http sender: the reply becomes the task's event, announced on the task-events channel.
+  await consume(senderQueue('http'), (reply) => {
+    const taskId = reply.ref ?? '';
+    const event = JSON.stringify({ type: 'reply', text: reply.body.text, at: reply.at, status: 'done' });
+    const notice = JSON.stringify({ taskId, eventId: reply.id, status: 'done' });
+    return redis.recordEvent(`task:${taskId}:events`, reply.id, event, TTL_MS, `${ns}:${TASK_EVENTS_CHANNEL}`, notice);
+  });
+
+  // The api.
+  const accept = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    if (request.headers.authorization !== `Bearer ${options.apiKey}`) {
+      response.writeHead(401).end();
+      return;
+    }
+    const { text, conversation } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { text: string; conversation: string };
+    const id = randomUUID();
+    const at = new Date().toISOString();
+    const from = 'http:bench';
+    const root: Envelope = {
+      v: ENVELOPE_VERSION,
+      id,
+      chainId: id,
+      parentId: null,
+      depth: 0,
+      ref: id,
+      at,
+      from,
+      user: { id: 'api:bench', name: 'bench' },
+      conversation,
+      chatType: 'private',
+      to: [from],
+      body: { kind: 'message', text, attachments: [], command: { name: text.slice(1), args: '' } },
+    };
+    const record = { taskId: id, chainId: id, owner: 'bench', address: from, mode: 'agent', createdAt: at };
+    await redis.set(`task:${id}`, JSON.stringify(record), 'PX', TTL_MS);
+    await publish(publisher, INBOUND_EXCHANGE, inboundRoutingKey(shardOf(`${from}#${conversation}`, SHARDS), 'http'), root);
+    response.writeHead(202, { 'content-type': 'application/json; charset=utf-8' });
+    response.end(JSON.stringify({ taskId: id, chainId: id, status: 'queued' }));
+  };
+  const server = http.createServer((request, response) => {
+    accept(request, response).catch((err: unknown) => response.writeHead(503).end(String(err)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await connection.close();
+      redis.disconnect();
+    },
+  };
+}
+
+/** The exchanges and queues of (a), with the same arguments. */
+async function declare(channel: Channel, name: (logical: string) => string): Promise<void> {
+  const dlx = name(DEAD_LETTER_EXCHANGE);
+  for (const exchange of [INBOUND_EXCHANGE, OUTBOUND_EXCHANGE, DEAD_LETTER_EXCHANGE]) {
+    await channel.assertExchange(name(exchange), 'topic', { durable: true });
+  }
+  const queue = async (logical: string, exchange: string, pattern: string, singleActiveConsumer: boolean): Promise<void> => {
+    await channel.assertQueue(name(logical), {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-dead-letter-exchange': dlx,
+        'x-delivery-limit': DEFAULT_DELIVERY_LIMIT,
+        ...(singleActiveConsumer ? { 'x-single-active-consumer': true } : {}),
+      },
+    });
+    await channel.bindQueue(name(logical), name(exchange), pattern);
+  };
+  for (let shard = 0; shard < SHARDS; shard++) await queue(agentQueue(shard), INBOUND_EXCHANGE, `agent.${shard}.#`, true);
+  await queue(senderQueue('http'), OUTBOUND_EXCHANGE, 'http.#', false);
+}
