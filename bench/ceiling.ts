@@ -69,10 +69,20 @@ const rounds: { raw: number; command: number; handWritten: number }[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
   const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms`);
-  const command = await measureFastPath('command', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
-  log(`round ${round}: (a) command path   ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms (${ratio(command.perSecond, raw.perSecond)} of raw)`);
+  const command = await measureFastPath('command', {
+    amqpUrl: AMQP,
+    redisUrl: REDIS,
+    count: COUNT,
+    warmup: WARMUP,
+    concurrency: CONCURRENCY,
+  });
+  log(
+    `round ${round}: (a) command path   ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms (${ratio(command.perSecond, raw.perSecond)} of raw)`,
+  );
   const hand = await handWrittenPath(replyText);
-  log(`round ${round}: hand-written path  ${hand.perSecond} tasks/s, p50 ${hand.p50Ms} ms (${ratio(hand.perSecond, raw.perSecond)} of raw)`);
+  log(
+    `round ${round}: hand-written path  ${hand.perSecond} tasks/s, p50 ${hand.p50Ms} ms (${ratio(hand.perSecond, raw.perSecond)} of raw)`,
+  );
   rounds.push({ raw: raw.perSecond, command: command.perSecond, handWritten: hand.perSecond });
 }
 const mean = (pick: (round: (typeof rounds)[number]) => number): number =>

@@ -80,7 +80,13 @@ const rounds: { raw: Throughput; command: Throughput; fast: Throughput }[] = [];
 for (let round = 1; round <= 2; round++) {
   const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms`);
-  const command = await measureFastPath('command', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
+  const command = await measureFastPath('command', {
+    amqpUrl: AMQP,
+    redisUrl: REDIS,
+    count: COUNT,
+    warmup: WARMUP,
+    concurrency: CONCURRENCY,
+  });
   log(`round ${round}: (a) command path     ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms, p99 ${command.p99Ms} ms`);
   const fast = await measureFastPath('llm', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
   log(`round ${round}: (b) instant fake LLM ${fast.perSecond} tasks/s, p50 ${fast.p50Ms} ms, p99 ${fast.p99Ms} ms`);

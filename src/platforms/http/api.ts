@@ -1,7 +1,7 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { hasZodFastifySchemaValidationErrors, jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import { lazyChild, type Logger } from '../../core/logger.ts';
 import type { DeadLetters } from '../../bus/dead-letters.ts';
 import type { EnvelopeBus } from '../../bus/envelope-bus.ts';
@@ -18,6 +18,7 @@ import { registerHealthRoutes } from './routes/health.ts';
 import { registerMessageRoutes } from './routes/messages.ts';
 import { registerSubscriptionRoutes } from './routes/subscriptions.ts';
 import type { Subscriptions } from '../rss/subscriptions.ts';
+import { serializerCompiler } from './response-serializer.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import type { TaskEventHub } from './task-event-hub.ts';
 import type { TaskStore } from './tasks.ts';
