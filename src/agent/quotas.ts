@@ -83,6 +83,12 @@ export class Quotas {
   /** The IANA zone whose midnight starts a new day. */
   readonly timeZone: string;
   private readonly clock: QuotaClock;
+  /**
+   * The day last worked out, from the instant it was worked out for until it ends. Working it out
+   * takes dozens of Intl formatToParts calls (the search for the next midnight), and every LLM
+   * call checks and records its quota.
+   */
+  private today: { readonly day: string; readonly from: number; readonly resetsAt: number } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -100,7 +106,16 @@ export class Quotas {
 
   /** Today in the quotas' time zone. */
   window(): DayWindow {
-    return dayWindow(this.clock(), this.timeZone);
+    const now = this.clock();
+    const instant = now.getTime();
+    const known = this.today;
+    // Every instant from the one it was worked out for until the next midnight is the same day.
+    if (known !== undefined && instant >= known.from && instant < known.resetsAt) {
+      return { day: known.day, resetsAt: new Date(known.resetsAt) };
+    }
+    const window = dayWindow(now, this.timeZone);
+    this.today = { day: window.day, from: instant, resetsAt: window.resetsAt.getTime() };
+    return window;
   }
 
   /**

@@ -113,6 +113,17 @@ describe('Quotas', () => {
     expect(await quotas.check(scope, 'alice')).toEqual({ ok: true });
   });
 
+  it('a clock set back to the day before counts against that day again', async () => {
+    const { quotas, clock } = await setup('Europe/Berlin', '2024-06-01T22:30:00Z'); // 00:30 on 2 June in Berlin
+    const scope = publicScope({ requestsPerDay: 1 });
+    expect(await quotas.check(scope, 'alice')).toEqual({ ok: true });
+    expect(quotas.window().day).toBe('2024-06-02');
+    clock.set('2024-06-01T21:59:59.999Z'); // 23:59:59.999 on 1 June: an earlier day, with its own allowance
+    expect(quotas.window()).toEqual({ day: '2024-06-01', resetsAt: date('2024-06-01T22:00:00Z') });
+    expect(await quotas.check(scope, 'alice')).toEqual({ ok: true });
+    expect(await quotas.check(scope, 'alice')).toMatchObject({ ok: false, resetsAt: date('2024-06-01T22:00:00Z') });
+  });
+
   it('lets exactly K of N concurrent checks through', async () => {
     const { quotas } = await setup('UTC', '2024-06-01T12:00:00Z');
     const scope = publicScope({ requestsPerDay: 10, tokensPerDay: 1_000 });
