@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ChatMessage, ToolSpec } from '../../src/agent/llm.ts';
 import { LlmError } from '../../src/agent/llm.ts';
@@ -118,6 +120,32 @@ describe('OpenAiLlm', () => {
       { toolCallId: 'call_b', content: '12:00' },
     ]);
     expect(fake.prompts[0]?.[2]).toBe('assistant: ');
+  });
+
+  it('reports an endpoint that redirects as unavailable, and does not send the key on', async () => {
+    const seen: string[] = [];
+    const redirecting = createServer((req, res) => {
+      seen.push(`${req.url ?? ''} ${req.headers.authorization ?? ''}`);
+      res.writeHead(307, { location: `${fake.baseURL}/chat/completions` }).end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = redirecting.address() as AddressInfo;
+      const moved = new OpenAiLlm({
+        apiKey: 'sk-test',
+        baseURL: `http://127.0.0.1:${port}/v1`,
+        model: 'fake-model',
+        timeoutMs: 5_000,
+        maxRetries: 0,
+      });
+      const failure = await moved.complete([{ role: 'user', content: 'hi' }]).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(LlmError);
+      expect((failure as LlmError).failure).toBe('unavailable');
+      expect(seen).toEqual(['/v1/chat/completions Bearer sk-test']);
+      expect(fake.requests).toHaveLength(0);
+    } finally {
+      redirecting.close();
+    }
   });
 
   it('still maps provider errors to LlmError', async () => {
