@@ -5,7 +5,8 @@
  * libraries and the same broker and store work per task (bench/hand-written-path.ts). The last
  * line is one JSON object. Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost).
  */
-import { startHandWrittenPipeline } from './hand-written-path.ts';
+import type { RunningApp } from '../src/app.ts';
+import { startHandWrittenPipeline, type HandWrittenPipeline } from './hand-written-path.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
 import type { Throughput } from './stats.ts';
@@ -25,8 +26,9 @@ function log(line: string): void {
 /** /help's reply as Switchboard sends it, so the hand-written path moves messages of the same size. */
 async function helpReply(): Promise<string> {
   const namespace = freshNamespace();
-  const app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace }), ['api', 'worker', 'sender:http']);
+  let app: RunningApp | undefined;
   try {
+    app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace }), ['api', 'worker', 'sender:http']);
     const headers = { authorization: `Bearer ${BENCH_KEY}`, 'content-type': 'application/json' };
     const created = await fetch(`${app.url}/v1/tasks`, { method: 'POST', headers, body: JSON.stringify({ text: '/help' }) });
     const { taskId } = (await created.json()) as { taskId: string };
@@ -41,15 +43,16 @@ async function helpReply(): Promise<string> {
     }
     throw new Error('/help was not answered within 10 s');
   } finally {
-    await app.stop();
+    await app?.stop();
     await removeNamespace(namespace);
   }
 }
 
 async function handWrittenPath(replyText: string): Promise<Throughput> {
   const namespace = freshNamespace();
-  const pipeline = await startHandWrittenPipeline({ amqpUrl: AMQP, redisUrl: REDIS, namespace, apiKey: BENCH_KEY, replyText });
+  let pipeline: HandWrittenPipeline | undefined;
   try {
+    pipeline = await startHandWrittenPipeline({ amqpUrl: AMQP, redisUrl: REDIS, namespace, apiKey: BENCH_KEY, replyText });
     const tasks = Array.from({ length: WARMUP + COUNT }, (_, i) => ({ text: '/help', conversation: `c${i % 200}` }));
     return await driveTasks(
       pipeline.url,
@@ -57,7 +60,7 @@ async function handWrittenPath(replyText: string): Promise<Throughput> {
       { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
     );
   } finally {
-    await pipeline.stop();
+    await pipeline?.stop();
     await removeNamespace(namespace);
   }
 }

@@ -15,36 +15,27 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import amqplib, { type Channel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { Redis } from 'ioredis';
 import { socketOf } from '../src/bus/amqp-connection.ts';
-import { DEAD_LETTER_EXCHANGE } from '../src/bus/bus.ts';
-import { DEFAULT_DELIVERY_LIMIT } from '../src/bus/bus-defaults.ts';
-import { INBOUND_EXCHANGE, OUTBOUND_EXCHANGE, agentQueue, inboundRoutingKey, senderQueue, shardOf } from '../src/bus/topology.ts';
+import { Namespace, TopologyRegistry } from '../src/bus/amqp-topology.ts';
+import {
+  INBOUND_EXCHANGE,
+  OUTBOUND_EXCHANGE,
+  agentQueue,
+  inboundRoutingKey,
+  senderQueue,
+  shardOf,
+  switchboardTopology,
+} from '../src/bus/topology.ts';
 import { coalesceWrites } from '../src/core/coalesce-writes.ts';
-import { ENVELOPE_VERSION } from '../src/core/envelope.ts';
+import { loadConfig } from '../src/core/config.ts';
+import { ENVELOPE_VERSION, type Envelope } from '../src/core/envelope.ts';
 import { TASK_EVENTS_CHANNEL } from '../src/platforms/http/tasks.ts';
 
-const SHARDS = 8;
-const PREFETCH = 100;
+/** Switchboard's defaults: the shards, prefetch and delivery limit (a) runs with. */
+const { bus: DEFAULTS } = loadConfig({});
 const TTL_MS = 86_400_000;
-
-/** An envelope as (a) writes it; this pipeline trusts what it wrote itself and checks nothing. */
-interface Envelope {
-  readonly v: number;
-  readonly id: string;
-  readonly chainId: string;
-  readonly parentId: string | null;
-  readonly depth: number;
-  readonly ref?: string;
-  readonly at: string;
-  readonly from: string;
-  readonly user: { readonly id: string; readonly name: string } | null;
-  readonly conversation: string;
-  readonly chatType: string;
-  readonly to: readonly string[];
-  readonly body: { readonly kind: string; readonly text: string; readonly [field: string]: unknown };
-}
 
 /** The two Lua steps of the Redis store, under names of their own. */
 interface ScriptedRedis extends Redis {
@@ -66,30 +57,61 @@ export async function startHandWrittenPipeline(options: {
   /** The text the worker answers with: /help's reply, so messages are the size (a)'s are. */
   readonly replyText: string;
 }): Promise<HandWrittenPipeline> {
+  const redis = new Redis(options.redisUrl, { keyPrefix: `${options.namespace}:` }) as ScriptedRedis;
+  let connection: ChannelModel | undefined;
+  let server: http.Server | undefined;
+  const stop = async (): Promise<void> => {
+    try {
+      server?.closeAllConnections();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await connection?.close();
+    } finally {
+      redis.disconnect();
+    }
+  };
+  try {
+    connection = await amqplib.connect(options.amqpUrl, { noDelay: true });
+    server = await serve(redis, connection, options);
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}`, stop };
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function serve(
+  redis: ScriptedRedis,
+  connection: ChannelModel,
+  options: { readonly namespace: string; readonly apiKey: string; readonly replyText: string },
+): Promise<http.Server> {
   const { namespace: ns, replyText } = options;
-  const name = (logical: string): string => `${ns}.${logical}`;
-  const redis = new Redis(options.redisUrl, { keyPrefix: `${ns}:` }) as ScriptedRedis;
+  const names = new Namespace(ns);
   redis.on('connect', () => coalesceWrites(redis.stream));
   const lua = (file: string): string => readFileSync(new URL(`../src/store/lua/${file}`, import.meta.url), 'utf8');
   redis.defineCommand('chainLogPut', { numberOfKeys: 1, lua: lua('hset-ttl-1.lua') });
   redis.defineCommand('recordEvent', { numberOfKeys: 1, lua: lua('hsetnx-1.lua') });
 
-  const connection = await amqplib.connect(options.amqpUrl, { noDelay: true });
   coalesceWrites(socketOf(connection));
   const publisher = await connection.createConfirmChannel();
-  await declare(publisher, name);
+  // Declared as (a) declares them: the same exchanges, queues and arguments.
+  const topology = new TopologyRegistry(names, DEFAULTS.deliveryLimit);
+  topology.record(switchboardTopology(DEFAULTS.shards, ['http']));
+  await topology.apply(publisher);
+
   const publish = (channel: ConfirmChannel, exchange: string, routingKey: string, envelope: Envelope): Promise<void> =>
     new Promise((resolve, reject) => {
       const body = Buffer.from(JSON.stringify(envelope));
-      channel.publish(name(exchange), routingKey, body, { persistent: true, messageId: envelope.id }, (err: unknown) =>
+      channel.publish(names.physical(exchange), routingKey, body, { persistent: true, messageId: envelope.id }, (err: unknown) =>
         err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
       );
     });
   const consume = async (queue: string, handle: (envelope: Envelope) => Promise<unknown>): Promise<void> => {
     const channel: Channel = await connection.createChannel();
-    await channel.prefetch(PREFETCH);
-    await channel.consume(name(queue), (message: ConsumeMessage | null) => {
+    await channel.prefetch(DEFAULTS.prefetch);
+    await channel.consume(names.physical(queue), (message: ConsumeMessage | null) => {
       if (message === null) return;
+      // Trusted: this pipeline wrote it.
       const envelope = JSON.parse(message.content.toString('utf8')) as Envelope;
       handle(envelope).then(
         () => channel.ack(message),
@@ -99,7 +121,7 @@ export async function startHandWrittenPipeline(options: {
   };
 
   // The worker: every shard queue answers /help.
-  for (let shard = 0; shard < SHARDS; shard++) {
+  for (let shard = 0; shard < DEFAULTS.shards; shard++) {
     await consume(agentQueue(shard), (node) => {
       const startedAt = new Date().toISOString();
       const reply: Envelope = {
@@ -131,7 +153,8 @@ export async function startHandWrittenPipeline(options: {
   // The http sender: the reply becomes the task's event, announced on the task-events channel.
   await consume(senderQueue('http'), (reply) => {
     const taskId = reply.ref ?? '';
-    const event = JSON.stringify({ type: 'reply', text: reply.body.text, at: reply.at, status: 'done' });
+    const text = reply.body.kind === 'reply' ? reply.body.text : '';
+    const event = JSON.stringify({ type: 'reply', text, at: reply.at, status: 'done' });
     const notice = JSON.stringify({ taskId, eventId: reply.id, status: 'done' });
     return redis.recordEvent(`task:${taskId}:events`, reply.id, event, TTL_MS, `${ns}:${TASK_EVENTS_CHANNEL}`, notice);
   });
@@ -165,7 +188,7 @@ export async function startHandWrittenPipeline(options: {
     };
     const record = { taskId: id, chainId: id, owner: 'bench', address: from, mode: 'agent', createdAt: at };
     await redis.set(`task:${id}`, JSON.stringify(record), 'PX', TTL_MS);
-    await publish(publisher, INBOUND_EXCHANGE, inboundRoutingKey(shardOf(`${from}#${conversation}`, SHARDS), 'http'), root);
+    await publish(publisher, INBOUND_EXCHANGE, inboundRoutingKey(shardOf(`${from}#${conversation}`, DEFAULTS.shards), 'http'), root);
     response.writeHead(202, { 'content-type': 'application/json; charset=utf-8' });
     response.end(JSON.stringify({ taskId: id, chainId: id, status: 'queued' }));
   };
@@ -173,37 +196,5 @@ export async function startHandWrittenPipeline(options: {
     accept(request, response).catch((err: unknown) => response.writeHead(503).end(String(err)));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await connection.close();
-      redis.disconnect();
-    },
-  };
-}
-
-/** The exchanges and queues of (a), with the same arguments. */
-async function declare(channel: Channel, name: (logical: string) => string): Promise<void> {
-  const dlx = name(DEAD_LETTER_EXCHANGE);
-  for (const exchange of [INBOUND_EXCHANGE, OUTBOUND_EXCHANGE, DEAD_LETTER_EXCHANGE]) {
-    await channel.assertExchange(name(exchange), 'topic', { durable: true });
-  }
-  const queue = async (logical: string, exchange: string, pattern: string, singleActiveConsumer: boolean): Promise<void> => {
-    await channel.assertQueue(name(logical), {
-      durable: true,
-      arguments: {
-        'x-queue-type': 'quorum',
-        'x-dead-letter-exchange': dlx,
-        'x-delivery-limit': DEFAULT_DELIVERY_LIMIT,
-        ...(singleActiveConsumer ? { 'x-single-active-consumer': true } : {}),
-      },
-    });
-    await channel.bindQueue(name(logical), name(exchange), pattern);
-  };
-  for (let shard = 0; shard < SHARDS; shard++) await queue(agentQueue(shard), INBOUND_EXCHANGE, `agent.${shard}.#`, true);
-  await queue(senderQueue('http'), OUTBOUND_EXCHANGE, 'http.#', false);
+  return server;
 }

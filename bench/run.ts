@@ -52,7 +52,8 @@ async function slowLlm(): Promise<{
   try {
     const tasks = [];
     for (let m = 0; m < 10; m++) for (let c = 0; c < 200; c++) tasks.push({ text: `c${c} m${m}`, conversation: `c${c}` });
-    // Warmed up like (a) and (b), with one message per conversation. Cold, the first requests on 200
+    // Warmed up, as (a) and (b) are (they with 2,000 tasks), with one message per conversation: the
+    // most chains in flight and the peak RSS cover it too. Cold, the first requests on 200
     // new connections to a cold API overtook each other, and a conversation whose first message
     // landed behind a shard's prefetch window of later ones started one or more LLM calls late.
     const warmup = Array.from({ length: 200 }, (_, c) => ({ text: `c${c} warm-up`, conversation: `c${c}` }));

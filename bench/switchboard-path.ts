@@ -83,13 +83,15 @@ export interface FastPathLoad {
  */
 export async function measureFastPath(kind: 'command' | 'llm', load: FastPathLoad): Promise<Throughput> {
   const namespace = freshNamespace();
-  const llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
-  const app = await startBenchApp(benchEnv({ amqpUrl: load.amqpUrl, redisUrl: load.redisUrl, namespace, llmBaseUrl: llm?.baseURL }), [
-    'api',
-    'worker',
-    'sender:http',
-  ]);
+  let llm: FakeOpenAi | undefined;
+  let app: RunningApp | undefined;
   try {
+    llm = kind === 'llm' ? await FakeOpenAi.start() : undefined;
+    app = await startBenchApp(benchEnv({ amqpUrl: load.amqpUrl, redisUrl: load.redisUrl, namespace, llmBaseUrl: llm?.baseURL }), [
+      'api',
+      'worker',
+      'sender:http',
+    ]);
     const tasks = Array.from({ length: load.warmup + load.count }, (_, i) => ({
       text: kind === 'command' ? '/help' : `question ${i}`,
       conversation: `c${i % 200}`,
@@ -100,7 +102,7 @@ export async function measureFastPath(kind: 'command' | 'llm', load: FastPathLoa
       { warmup: tasks.slice(0, load.warmup), tasks: tasks.slice(load.warmup), concurrency: load.concurrency },
     );
   } finally {
-    await app.stop();
+    await app?.stop();
     await llm?.close();
     await removeNamespace(namespace);
   }

@@ -26,9 +26,9 @@ export class OpenAiLlm implements LlmClient {
       baseURL: options.baseURL,
       timeout: options.timeoutMs,
       maxRetries: options.maxRetries,
-      // An API endpoint that redirects is misconfigured: reported as unavailable, not followed with
-      // the key. It also spares fetch a copy of every request body (kept to replay on a redirect):
-      // about 60 µs of CPU per call.
+      // An API endpoint that redirects is misconfigured: the call fails (after the SDK's retries, as
+      // a connection error) instead of following it with the key. It also spares fetch a copy of
+      // every request body (kept to replay on a redirect): about 60 µs of CPU per call.
       fetchOptions: { redirect: 'error' },
     });
   }

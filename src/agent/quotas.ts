@@ -109,7 +109,7 @@ export class Quotas {
     const now = this.clock();
     const instant = now.getTime();
     const known = this.today;
-    // Every instant from the one it was worked out for until the next midnight is the same day.
+    // From the instant it was worked out for until the next midnight it found, it is the same day.
     if (known !== undefined && instant >= known.from && instant < known.resetsAt) {
       return { day: known.day, resetsAt: new Date(known.resetsAt) };
     }

@@ -144,7 +144,8 @@ describe('OpenAiLlm', () => {
       expect(seen).toEqual(['/v1/chat/completions Bearer sk-test']);
       expect(fake.requests).toHaveLength(0);
     } finally {
-      redirecting.close();
+      redirecting.closeAllConnections();
+      await new Promise((resolve) => redirecting.close(resolve));
     }
   });
 
