@@ -58,6 +58,8 @@ export async function startHandWrittenPipeline(options: {
   readonly replyText: string;
 }): Promise<HandWrittenPipeline> {
   const redis = new Redis(options.redisUrl, { keyPrefix: `${options.namespace}:` }) as ScriptedRedis;
+  // Before it connects: the store's batching of the writes of one turn, from the first command on.
+  redis.on('connect', () => coalesceWrites(redis.stream));
   let connection: ChannelModel | undefined;
   let server: http.Server | undefined;
   const stop = async (): Promise<void> => {
@@ -87,7 +89,6 @@ async function serve(
 ): Promise<http.Server> {
   const { namespace: ns, replyText } = options;
   const names = new Namespace(ns);
-  redis.on('connect', () => coalesceWrites(redis.stream));
   const lua = (file: string): string => readFileSync(new URL(`../src/store/lua/${file}`, import.meta.url), 'utf8');
   redis.defineCommand('chainLogPut', { numberOfKeys: 1, lua: lua('hset-ttl-1.lua') });
   redis.defineCommand('recordEvent', { numberOfKeys: 1, lua: lua('hsetnx-1.lua') });
