@@ -9,19 +9,12 @@ import type { RunningApp } from '../src/app.ts';
 import { startHandWrittenPipeline, type HandWrittenPipeline } from './hand-written-path.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
+import { LOAD, log } from './settings.ts';
 import type { Throughput } from './stats.ts';
-import { BENCH_KEY, benchEnv, driveTasks, measureFastPath, startBenchApp } from './switchboard-path.ts';
+import { BENCH_KEY, benchEnv, driveLoad, measureFastPath, startBenchApp } from './switchboard-path.ts';
 
-const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
+const { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY } = LOAD;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const CONCURRENCY = 64;
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
 
 /** /help's reply as Switchboard sends it, so the hand-written path moves messages of the same size. */
 async function helpReply(): Promise<string> {
@@ -53,12 +46,7 @@ async function handWrittenPath(replyText: string): Promise<Throughput> {
   let pipeline: HandWrittenPipeline | undefined;
   try {
     pipeline = await startHandWrittenPipeline({ amqpUrl: AMQP, redisUrl: REDIS, namespace, apiKey: BENCH_KEY, replyText });
-    const tasks = Array.from({ length: WARMUP + COUNT }, (_, i) => ({ text: '/help', conversation: `c${i % 200}` }));
-    return await driveTasks(
-      pipeline.url,
-      { redisUrl: REDIS, namespace },
-      { warmup: tasks.slice(0, WARMUP), tasks: tasks.slice(WARMUP), concurrency: CONCURRENCY },
-    );
+    return await driveLoad(pipeline.url, namespace, LOAD, () => '/help');
   } finally {
     await pipeline?.stop();
     await removeNamespace(namespace);
@@ -72,13 +60,7 @@ const rounds: { raw: number; command: number; handWritten: number }[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
   const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms`);
-  const command = await measureFastPath('command', {
-    amqpUrl: AMQP,
-    redisUrl: REDIS,
-    count: COUNT,
-    warmup: WARMUP,
-    concurrency: CONCURRENCY,
-  });
+  const command = await measureFastPath('command', LOAD);
   log(
     `round ${round}: (a) command path   ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms (${ratio(command.perSecond, raw.perSecond)} of raw)`,
   );

@@ -8,19 +8,11 @@ import { FakeOpenAi } from '../test/fakes/fake-openai.ts';
 import { spawnSwitchboard } from '../test/helpers/process.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
+import { LOAD, log } from './settings.ts';
 import { benchEnv, driveTasks, measureFastPath, startBenchApp } from './switchboard-path.ts';
 import type { Throughput } from './stats.ts';
 
-const AMQP = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const COUNT = Number(process.env.BENCH_TASKS ?? 5000);
-/** Tasks (raw: messages) sent before each measurement of every round, so that every side is measured warm. */
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 2000);
-const CONCURRENCY = 64;
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
+const { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY } = LOAD;
 
 async function slowLlm(): Promise<{
   tasksPerSecond: number;
@@ -85,15 +77,9 @@ const rounds: { raw: Throughput; command: Throughput; fast: Throughput }[] = [];
 for (let round = 1; round <= 2; round++) {
   const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
   log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms`);
-  const command = await measureFastPath('command', {
-    amqpUrl: AMQP,
-    redisUrl: REDIS,
-    count: COUNT,
-    warmup: WARMUP,
-    concurrency: CONCURRENCY,
-  });
+  const command = await measureFastPath('command', LOAD);
   log(`round ${round}: (a) command path     ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms, p99 ${command.p99Ms} ms`);
-  const fast = await measureFastPath('llm', { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY });
+  const fast = await measureFastPath('llm', LOAD);
   log(`round ${round}: (b) instant fake LLM ${fast.perSecond} tasks/s, p50 ${fast.p50Ms} ms, p99 ${fast.p99Ms} ms`);
   rounds.push({ raw, command, fast });
 }

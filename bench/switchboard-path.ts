@@ -78,6 +78,19 @@ export interface FastPathLoad {
 }
 
 /**
+ * Sends `load` to the API at `apiUrl` over 200 conversations, the i-th task saying `text(i)`, and
+ * measures the tasks after the warm-up.
+ */
+export function driveLoad(apiUrl: string, namespace: string, load: FastPathLoad, text: (i: number) => string): Promise<Throughput> {
+  const tasks = Array.from({ length: load.warmup + load.count }, (_, i) => ({ text: text(i), conversation: `c${i % 200}` }));
+  return driveTasks(
+    apiUrl,
+    { redisUrl: load.redisUrl, namespace },
+    { warmup: tasks.slice(0, load.warmup), tasks: tasks.slice(load.warmup), concurrency: load.concurrency },
+  );
+}
+
+/**
  * (a) or (b): api, worker and sender:http in this process, in a namespace of their own, driven
  * with `/help` (the command path) or with chat messages a fake LLM answers at once.
  */
@@ -92,15 +105,7 @@ export async function measureFastPath(kind: 'command' | 'llm', load: FastPathLoa
       'worker',
       'sender:http',
     ]);
-    const tasks = Array.from({ length: load.warmup + load.count }, (_, i) => ({
-      text: kind === 'command' ? '/help' : `question ${i}`,
-      conversation: `c${i % 200}`,
-    }));
-    return await driveTasks(
-      app.url ?? '',
-      { redisUrl: load.redisUrl, namespace },
-      { warmup: tasks.slice(0, load.warmup), tasks: tasks.slice(load.warmup), concurrency: load.concurrency },
-    );
+    return await driveLoad(app.url ?? '', namespace, load, kind === 'command' ? () => '/help' : (i) => `question ${i}`);
   } finally {
     await app?.stop();
     await llm?.close();
