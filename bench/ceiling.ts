@@ -5,39 +5,27 @@
  * libraries and the same broker and store work per task (bench/hand-written-path.ts). The last
  * line is one JSON object. Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost).
  */
-import type { RunningApp } from '../src/app.ts';
+import { startSwitchboard } from '../test/helpers/switchboard.ts';
 import { startHandWrittenPipeline, type HandWrittenPipeline } from './hand-written-path.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
 import { LOAD, log } from './settings.ts';
 import type { Throughput } from './stats.ts';
-import { BENCH_KEY, benchEnv, driveLoad, measureFastPath, startBenchApp } from './switchboard-path.ts';
+import { BENCH_KEY, driveLoad, measureFastPath } from './switchboard-path.ts';
 
 const { amqpUrl: AMQP, redisUrl: REDIS, count: COUNT, warmup: WARMUP, concurrency: CONCURRENCY } = LOAD;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 /** /help's reply as Switchboard sends it, so the hand-written path moves messages of the same size. */
 async function helpReply(): Promise<string> {
-  const namespace = freshNamespace();
-  let app: RunningApp | undefined;
+  const harness = await startSwitchboard({ mode: 'distributed', env: { LOG_LEVEL: 'warn' } });
   try {
-    app = await startBenchApp(benchEnv({ amqpUrl: AMQP, redisUrl: REDIS, namespace }), ['api', 'worker', 'sender:http']);
-    const headers = { authorization: `Bearer ${BENCH_KEY}`, 'content-type': 'application/json' };
-    const created = await fetch(`${app.url}/v1/tasks`, { method: 'POST', headers, body: JSON.stringify({ text: '/help' }) });
-    const { taskId } = (await created.json()) as { taskId: string };
-    for (let attempt = 0; attempt < 500; attempt++) {
-      const task = (await (await fetch(`${app.url}/v1/tasks/${taskId}`, { headers })).json()) as {
-        status: string;
-        replies: { text: string }[];
-      };
-      const text = task.replies[0]?.text;
-      if (task.status === 'done' && text !== undefined) return text;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('/help was not answered within 10 s');
+    const task = await harness.run('alice', { text: '/help' });
+    const text = task.replies[0]?.text;
+    if (task.status !== 'done' || text === undefined) throw new Error(`/help ended ${task.status} without a reply`);
+    return text;
   } finally {
-    await app?.stop();
-    await removeNamespace(namespace);
+    await harness.stop();
   }
 }
 

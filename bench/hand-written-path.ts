@@ -12,7 +12,6 @@
  * written once with its notice on the task-events channel (one Lua step) → ack.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -32,15 +31,24 @@ import { coalesceWrites } from '../src/core/coalesce-writes.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { ENVELOPE_VERSION, type Envelope } from '../src/core/envelope.ts';
 import { TASK_EVENTS_CHANNEL } from '../src/platforms/http/tasks.ts';
+import { loadScripts } from '../src/store/redis-support.ts';
 
 /** Switchboard's defaults: the shards, prefetch and delivery limit (a) runs with. */
 const { bus: DEFAULTS } = loadConfig({});
 const TTL_MS = 86_400_000;
 
-/** The two Lua steps of the Redis store, under names of their own. */
-interface ScriptedRedis extends Redis {
-  chainLogPut(key: string, ttlMs: number, field: string, value: string): Promise<number>;
-  recordEvent(key: string, field: string, value: string, ttlMs: number, channel: string, notice: string): Promise<number>;
+/** A Lua step of the Redis store: its keys, then its arguments. */
+type Script = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
+
+/** The store's own Lua scripts, defined on `redis` as the store defines them; returns one by name. */
+function storeScripts(redis: Redis): (name: string) => Script {
+  const version = 'bench';
+  for (const script of loadScripts(version)) redis.defineCommand(script.command, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+  return (name) => {
+    const call: unknown = Reflect.get(redis, `${name}:${version}`);
+    if (typeof call !== 'function') throw new Error(`no Lua script ${name} in src/store/lua`);
+    return (...keysAndArgs) => (call as Script).apply(redis, keysAndArgs);
+  };
 }
 
 export interface HandWrittenPipeline {
@@ -57,7 +65,7 @@ export async function startHandWrittenPipeline(options: {
   /** The text the worker answers with: /help's reply, so messages are the size (a)'s are. */
   readonly replyText: string;
 }): Promise<HandWrittenPipeline> {
-  const redis = new Redis(options.redisUrl, { keyPrefix: `${options.namespace}:` }) as ScriptedRedis;
+  const redis = new Redis(options.redisUrl, { keyPrefix: `${options.namespace}:` });
   // Before it connects: the store's batching of the writes of one turn, from the first command on.
   redis.on('connect', () => coalesceWrites(redis.stream));
   let connection: ChannelModel | undefined;
@@ -83,15 +91,15 @@ export async function startHandWrittenPipeline(options: {
 }
 
 async function serve(
-  redis: ScriptedRedis,
+  redis: Redis,
   connection: ChannelModel,
   options: { readonly namespace: string; readonly apiKey: string; readonly replyText: string },
 ): Promise<http.Server> {
   const { namespace: ns, replyText } = options;
   const names = new Namespace(ns);
-  const lua = (file: string): string => readFileSync(new URL(`../src/store/lua/${file}`, import.meta.url), 'utf8');
-  redis.defineCommand('chainLogPut', { numberOfKeys: 1, lua: lua('hset-ttl-1.lua') });
-  redis.defineCommand('recordEvent', { numberOfKeys: 1, lua: lua('hsetnx-1.lua') });
+  const script = storeScripts(redis);
+  const chainLogPut = script('hset-ttl');
+  const recordEvent = script('hsetnx');
 
   coalesceWrites(socketOf(connection));
   const publisher = await connection.createConfirmChannel();
@@ -147,7 +155,7 @@ async function serve(
       };
       return Promise.all([
         publish(publisher, OUTBOUND_EXCHANGE, 'http.reply', reply),
-        redis.chainLogPut(`chain:${node.chainId}`, TTL_MS, node.id, JSON.stringify(entry)),
+        chainLogPut(`chain:${node.chainId}`, TTL_MS, node.id, JSON.stringify(entry)),
       ]);
     });
   }
@@ -157,7 +165,7 @@ async function serve(
     const text = reply.body.kind === 'reply' ? reply.body.text : '';
     const event = JSON.stringify({ type: 'reply', text, at: reply.at, status: 'done' });
     const notice = JSON.stringify({ taskId, eventId: reply.id, status: 'done' });
-    return redis.recordEvent(`task:${taskId}:events`, reply.id, event, TTL_MS, `${ns}:${TASK_EVENTS_CHANNEL}`, notice);
+    return recordEvent(`task:${taskId}:events`, reply.id, event, TTL_MS, `${ns}:${TASK_EVENTS_CHANNEL}`, notice);
   });
 
   // The api.
