@@ -6,6 +6,7 @@
  * line is one JSON object. Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost).
  */
 import { startSwitchboard } from '../test/helpers/switchboard.ts';
+import { describeCpu, withCpu, type CpuReading } from './cpu-usage.ts';
 import { startHandWrittenPipeline, type HandWrittenPipeline } from './hand-written-path.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
@@ -44,19 +45,29 @@ async function handWrittenPath(replyText: string): Promise<Throughput> {
 const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000;
 
 const replyText = await helpReply();
-const rounds: { raw: number; command: number; handWritten: number }[] = [];
+/** Every message or task a measurement sends, warm-up included: what its CPU reading covers. */
+const UNITS = WARMUP + COUNT;
+const rounds: { raw: number; command: number; handWritten: number; cpuPerTaskUs: Record<string, CpuReading> }[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
-  const raw = await rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP);
-  log(`round ${round}: raw amqplib baseline ${raw.perSecond} msg/s, p50 ${raw.p50Ms} ms`);
-  const command = await measureFastPath('command', LOAD);
+  const raw = await withCpu(UNITS, () => rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP));
+  log(`round ${round}: raw amqplib baseline ${raw.result.perSecond} msg/s, p50 ${raw.result.p50Ms} ms`);
+  log(`  CPU per message: ${describeCpu(raw.cpu)}`);
+  const command = await withCpu(UNITS, () => measureFastPath('command', LOAD));
   log(
-    `round ${round}: (a) command path   ${command.perSecond} tasks/s, p50 ${command.p50Ms} ms (${ratio(command.perSecond, raw.perSecond)} of raw)`,
+    `round ${round}: (a) command path   ${command.result.perSecond} tasks/s, p50 ${command.result.p50Ms} ms (${ratio(command.result.perSecond, raw.result.perSecond)} of raw)`,
   );
-  const hand = await handWrittenPath(replyText);
+  log(`  CPU per task: ${describeCpu(command.cpu)}`);
+  const hand = await withCpu(UNITS, () => handWrittenPath(replyText));
   log(
-    `round ${round}: hand-written path  ${hand.perSecond} tasks/s, p50 ${hand.p50Ms} ms (${ratio(hand.perSecond, raw.perSecond)} of raw)`,
+    `round ${round}: hand-written path  ${hand.result.perSecond} tasks/s, p50 ${hand.result.p50Ms} ms (${ratio(hand.result.perSecond, raw.result.perSecond)} of raw)`,
   );
-  rounds.push({ raw: raw.perSecond, command: command.perSecond, handWritten: hand.perSecond });
+  log(`  CPU per task: ${describeCpu(hand.cpu)}`);
+  rounds.push({
+    raw: raw.result.perSecond,
+    command: command.result.perSecond,
+    handWritten: hand.result.perSecond,
+    cpuPerTaskUs: { raw: raw.cpu, command: command.cpu, handWritten: hand.cpu },
+  });
 }
 const mean = (pick: (round: (typeof rounds)[number]) => number): number =>
   Math.round((rounds.reduce((sum, round) => sum + pick(round), 0) / rounds.length) * 10) / 10;

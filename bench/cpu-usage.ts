@@ -1,0 +1,100 @@
+/**
+ * Where a bench round's CPU goes, from Linux's /proc: RabbitMQ's (every `beam.smp` process) and
+ * Redis's (every `redis-server`) on this machine, the event loop's thread of this process, and
+ * the rest of this process (V8's helper threads and the load generator's thread). Elsewhere, or
+ * with the services on other machines, the missing parts are left out.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+
+export type CpuPart = 'rabbitmq' | 'redis' | 'eventLoop' | 'restOfProcess';
+
+/** Seconds of CPU (user and system) each part has used so far. */
+export type CpuReading = Partial<Record<CpuPart, number>>;
+
+const TICKS_PER_SECOND = ((): number => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a /proc stat file, in seconds; undefined when it cannot be read. */
+function cpuSeconds(statPath: string): number | undefined {
+  try {
+    // The command name in parentheses may hold spaces: the fields after it are space-separated.
+    const fields = readFileSync(statPath, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes of this machine whose command name is `name`. */
+function processesNamed(name: string): string[] {
+  const pids: string[] = [];
+  try {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name) pids.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return pids;
+}
+
+function sumOf(pids: readonly string[]): number | undefined {
+  const seconds = pids.map((pid) => cpuSeconds(`/proc/${pid}/stat`)).filter((s) => s !== undefined);
+  return seconds.length === 0 ? undefined : seconds.reduce((a, b) => a + b, 0);
+}
+
+/** Reads every part now. The process's own figure includes its threads that have ended. */
+export function readCpu(): CpuReading {
+  const reading: CpuReading = {};
+  const rabbitmq = sumOf(processesNamed('beam.smp'));
+  const redis = sumOf(processesNamed('redis-server'));
+  const eventLoop = cpuSeconds(`/proc/self/task/${process.pid}/stat`);
+  const whole = cpuSeconds('/proc/self/stat');
+  if (rabbitmq !== undefined) reading.rabbitmq = rabbitmq;
+  if (redis !== undefined) reading.redis = redis;
+  if (eventLoop !== undefined && whole !== undefined) {
+    reading.eventLoop = eventLoop;
+    reading.restOfProcess = whole - eventLoop;
+  }
+  return reading;
+}
+
+/** Microseconds of CPU per unit of work (task or message) each part used between two readings. */
+export function cpuPerUnit(before: CpuReading, after: CpuReading, units: number): CpuReading {
+  const perUnit: CpuReading = {};
+  for (const part of Object.keys(after) as CpuPart[]) {
+    const start = before[part];
+    const end = after[part];
+    if (start !== undefined && end !== undefined) perUnit[part] = Math.round(((end - start) * 1e6) / units);
+  }
+  return perUnit;
+}
+
+/** "RabbitMQ 410 µs, Redis 60 µs, …" for a log line; empty when nothing could be read. */
+export function describeCpu(perUnit: CpuReading): string {
+  const names: Record<CpuPart, string> = {
+    rabbitmq: 'RabbitMQ',
+    redis: 'Redis',
+    eventLoop: 'event loop',
+    restOfProcess: 'rest of the process',
+  };
+  return (Object.keys(perUnit) as CpuPart[]).map((part) => `${names[part]} ${perUnit[part]} µs`).join(', ');
+}
+
+/** Runs `measure` and reports, beside its result, the CPU per unit of the `units` it sends. */
+export async function withCpu<T>(units: number, measure: () => Promise<T>): Promise<{ result: T; cpu: CpuReading }> {
+  const before = readCpu();
+  const result = await measure();
+  return { result, cpu: cpuPerUnit(before, readCpu(), units) };
+}
