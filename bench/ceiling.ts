@@ -6,7 +6,7 @@
  * line is one JSON object. Needs RabbitMQ and Redis (AMQP_URL / REDIS_URL, default localhost).
  */
 import { startSwitchboard } from '../test/helpers/switchboard.ts';
-import { describeCpu, withCpu, type CpuReading } from './cpu-usage.ts';
+import { describeCpu, withCpu, type CpuPerUnit } from './cpu-usage.ts';
 import { startHandWrittenPipeline, type HandWrittenPipeline } from './hand-written-path.ts';
 import { freshNamespace, removeNamespace } from './namespaces.ts';
 import { rawAmqpBaseline } from './raw-amqp.ts';
@@ -47,7 +47,13 @@ const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 100
 const replyText = await helpReply();
 /** Every message or task a measurement sends, warm-up included: what its CPU reading covers. */
 const UNITS = WARMUP + COUNT;
-const rounds: { raw: number; command: number; handWritten: number; cpuPerTaskUs: Record<string, CpuReading> }[] = [];
+const rounds: {
+  raw: number;
+  command: number;
+  handWritten: number;
+  /** µs of CPU per task of each part; for the raw baseline, per message. */
+  cpuPerTaskUs: Record<'raw' | 'command' | 'handWritten', CpuPerUnit>;
+}[] = [];
 for (let round = 1; round <= ROUNDS; round++) {
   const raw = await withCpu(UNITS, () => rawAmqpBaseline(AMQP, COUNT, CONCURRENCY, WARMUP));
   log(`round ${round}: raw amqplib baseline ${raw.result.perSecond} msg/s, p50 ${raw.result.p50Ms} ms`);

@@ -12,6 +12,9 @@ export type CpuPart = 'rabbitmq' | 'redis' | 'eventLoop' | 'restOfProcess';
 /** Seconds of CPU (user and system) each part has used so far. */
 export type CpuReading = Partial<Record<CpuPart, number>>;
 
+/** Microseconds of CPU each part used per unit of work (a task, or a message of the raw baseline). */
+export type CpuPerUnit = Partial<Record<CpuPart, number>>;
+
 const TICKS_PER_SECOND = ((): number => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -22,31 +25,38 @@ const TICKS_PER_SECOND = ((): number => {
 
 /** utime + stime of a /proc stat file, in seconds; undefined when it cannot be read. */
 function cpuSeconds(statPath: string): number | undefined {
+  let text: string;
   try {
-    // The command name in parentheses may hold spaces: the fields after it are space-separated.
-    const fields = readFileSync(statPath, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    text = readFileSync(statPath, 'utf8');
   } catch {
     return undefined;
   }
+  // The command name in parentheses may hold spaces and parentheses: the fields after its last
+  // ") " are space-separated, utime and stime the 12th and 13th of them.
+  const fields = text.slice(text.lastIndexOf(') ') + 2).split(' ');
+  const user = Number(fields[11]);
+  const system = Number(fields[12]);
+  return Number.isFinite(user) && Number.isFinite(system) ? (user + system) / TICKS_PER_SECOND : undefined;
 }
 
-/** The processes of this machine whose command name is `name`. */
-function processesNamed(name: string): string[] {
-  const pids: string[] = [];
+/** The processes of this machine with each of `names` as their command name. */
+function processesNamed(names: readonly string[]): Map<string, string[]> {
+  const found = new Map<string, string[]>(names.map((name) => [name, []]));
+  let entries: string[] = [];
   try {
-    for (const pid of readdirSync('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      try {
-        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name) pids.push(pid);
-      } catch {
-        // gone meanwhile
-      }
-    }
+    entries = readdirSync('/proc');
   } catch {
     // no /proc
   }
-  return pids;
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      found.get(readFileSync(`/proc/${pid}/comm`, 'utf8').trim())?.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }
 
 function sumOf(pids: readonly string[]): number | undefined {
@@ -57,8 +67,9 @@ function sumOf(pids: readonly string[]): number | undefined {
 /** Reads every part now. The process's own figure includes its threads that have ended. */
 export function readCpu(): CpuReading {
   const reading: CpuReading = {};
-  const rabbitmq = sumOf(processesNamed('beam.smp'));
-  const redis = sumOf(processesNamed('redis-server'));
+  const services = processesNamed(['beam.smp', 'redis-server']);
+  const rabbitmq = sumOf(services.get('beam.smp') ?? []);
+  const redis = sumOf(services.get('redis-server') ?? []);
   const eventLoop = cpuSeconds(`/proc/self/task/${process.pid}/stat`);
   const whole = cpuSeconds('/proc/self/stat');
   if (rabbitmq !== undefined) reading.rabbitmq = rabbitmq;
@@ -71,8 +82,8 @@ export function readCpu(): CpuReading {
 }
 
 /** Microseconds of CPU per unit of work (task or message) each part used between two readings. */
-export function cpuPerUnit(before: CpuReading, after: CpuReading, units: number): CpuReading {
-  const perUnit: CpuReading = {};
+export function cpuPerUnit(before: CpuReading, after: CpuReading, units: number): CpuPerUnit {
+  const perUnit: CpuPerUnit = {};
   for (const part of Object.keys(after) as CpuPart[]) {
     const start = before[part];
     const end = after[part];
@@ -82,7 +93,7 @@ export function cpuPerUnit(before: CpuReading, after: CpuReading, units: number)
 }
 
 /** "RabbitMQ 410 µs, Redis 60 µs, …" for a log line; empty when nothing could be read. */
-export function describeCpu(perUnit: CpuReading): string {
+export function describeCpu(perUnit: CpuPerUnit): string {
   const names: Record<CpuPart, string> = {
     rabbitmq: 'RabbitMQ',
     redis: 'Redis',
@@ -93,7 +104,7 @@ export function describeCpu(perUnit: CpuReading): string {
 }
 
 /** Runs `measure` and reports, beside its result, the CPU per unit of the `units` it sends. */
-export async function withCpu<T>(units: number, measure: () => Promise<T>): Promise<{ result: T; cpu: CpuReading }> {
+export async function withCpu<T>(units: number, measure: () => Promise<T>): Promise<{ result: T; cpu: CpuPerUnit }> {
   const before = readCpu();
   const result = await measure();
   return { result, cpu: cpuPerUnit(before, readCpu(), units) };
