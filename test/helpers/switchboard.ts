@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { startApp, type RunningApp } from '../../src/app.ts';
-import { loadConfig } from '../../src/core/config.ts';
+import { loadConfig, type Config } from '../../src/core/config.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { ROLE_NAMES, type RoleName } from '../../src/roles.ts';
 import { deleteAmqpNamespace, deleteRedisPrefix } from './cleanup.ts';
@@ -96,14 +96,22 @@ export async function startSwitchboard(options: HarnessOptions = {}): Promise<Ha
       done();
     },
   });
-  const config = loadConfig(env);
-  const app = await startApp({
-    config,
-    roles: options.roles ?? [...ROLE_NAMES],
-    logger: createLogger(config.logLevel, sink),
-    callbackMinDelayMs: 20,
-    ...(options.clock ? { clock: options.clock } : {}),
-  });
+  let config: Config;
+  let app: RunningApp;
+  try {
+    config = loadConfig(env);
+    app = await startApp({
+      config,
+      roles: options.roles ?? [...ROLE_NAMES],
+      logger: createLogger(config.logLevel, sink),
+      callbackMinDelayMs: 20,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+  } catch (err) {
+    // A start that fails (as some tests expect) leaves no data directory behind.
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const url = app.url ?? '';
 
   const request: Harness['request'] = (client, method, route, body, headers = {}) =>

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import amqplib from 'amqplib';
@@ -34,6 +34,24 @@ describe('test cleanup', () => {
       }
     } finally {
       await connection.close();
+    }
+  });
+
+  it('leaves no data directory behind when a harness fails to start', async () => {
+    // os.tmpdir() reads TMPDIR on every call: the harness makes its data directory in this one.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'switchboard-tmpdir-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      await expect(startSwitchboard({ env: { HTTP_PORT: 'not-a-port' } })).rejects.toThrow(/HTTP_PORT/);
+      // Refused by the composition root, after the configuration was read.
+      const webhook = { TELEGRAM_BOT_TOKEN: '1:x', TELEGRAM_MODE: 'webhook', TELEGRAM_WEBHOOK_URL: 'https://bot.example.com/v1/hook' };
+      await expect(startSwitchboard({ env: webhook })).rejects.toThrow(/path of its own/);
+      expect(await readdir(tmp)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 

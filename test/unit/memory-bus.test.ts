@@ -1,7 +1,7 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { type BusMessage, type Subscription } from '../../src/bus/bus.ts';
 import { MemoryBus, type MemoryBusOptions } from '../../src/bus/memory-bus.ts';
 import { createLogger, silentLogger } from '../../src/core/logger.ts';
@@ -18,6 +18,18 @@ async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void
     if (Date.now() > deadline) throw new Error('timed out waiting for condition');
     await sleep(5);
   }
+}
+
+/** Snapshot directories of this file's tests, removed after each test. */
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function snapshotDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+  dirs.push(dir);
+  return dir;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -137,7 +149,7 @@ describe('MemoryBus lifecycle and snapshot', () => {
   });
 
   it('restores ready and unacked messages after close and reopen', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const dir = await snapshotDir();
     const snapshotFile = join(dir, 'nested', 'bus.json');
     const topology = { exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] };
 
@@ -179,7 +191,7 @@ describe('MemoryBus lifecycle and snapshot', () => {
   });
 
   it('writes a snapshot shortly after changes, so a crash loses little', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const dir = await snapshotDir();
     const snapshotFile = join(dir, 'bus.json');
     const topology = { exchanges: [EX], queues: [{ name: 'q', bindings: [{ exchange: EX, pattern: '#' }] }] };
 
@@ -214,7 +226,7 @@ describe('MemoryBus lifecycle and snapshot', () => {
   });
 
   it('moves a corrupt snapshot aside, logs it, and starts empty', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'memory-bus-'));
+    const dir = await snapshotDir();
     const snapshotFile = join(dir, 'bus.json');
     for (const content of ['{ not json', JSON.stringify({ version: 1, queues: { q: 'wrong' } })]) {
       await writeFile(snapshotFile, content);
